@@ -1,0 +1,187 @@
+/*
+ * The guest protocol (PROTOCOL.md sections 2, 3 and 5) as a pure state machine.
+ *
+ * Why pure: every rule here has to be checked exhaustively, and that is only cheap on the host
+ * (unit tests, fuzzing). The Xen side owns all I/O: it reads control/shutdown and
+ * control/testing whenever their watches fire, hands the value (or "missing") to
+ * proto_on_shutdown / proto_on_testing, and carries out the returned effects in this order:
+ *
+ *   1. answer the keys: control/shutdown as effects.shutdown_reply says, control/testing with ""
+ *      when effects.ack_testing (PROTOCOL.md: acknowledge first);
+ *   2. print effects.console (whole lines, each ending in '\n');
+ *   3. write the status keys flagged update_* under data/test-vm/;
+ *   4. flush the console (the last lines before a shutdown must not be lost);
+ *   5. perform effects.action.
+ *
+ * If a write in step 1 is refused (EACCES, PROTOCOL.md section 6), the Xen side logs it and calls
+ * proto_write_refused() so the value that stayed in the key is not acted on again.
+ *
+ * A value the kernel consumed without clearing the key (ack `none` leaves the request, ack
+ * "<string>" leaves that string, a refused acknowledgement leaves the message) is remembered and
+ * not acted on again while it stays in the key: watches fire spuriously and on our own writes.
+ * Only a change of the key re-arms, including passing through "" or missing.
+ *
+ * Interpretation recorded here, as PROTOCOL.md leaves it open:
+ *  - "the next non-empty control/shutdown request" fires an armed instruction whatever its
+ *    value, including values that would otherwise be unknown;
+ *  - a valid `when: now` message also replaces (so: removes) an armed instruction; the
+ *    message {"when":"now","action":"ignore"} therefore disarms;
+ *  - data/test-vm/last-error keeps the reason of the last invalid message even after later
+ *    valid ones (it is "the last error", empty until the first one);
+ *  - duplicated known fields ("when", "action", and "ack" with onshutdown) are invalid, as the
+ *    message would be ambiguous;
+ *  - the canonical JSON in data/test-vm/armed keeps the tester's words (`halt` stays `halt`),
+ *    with the fields in the order when, ack, action.
+ */
+#ifndef XTV_PROTOCOL_H
+#define XTV_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "json.h"
+
+/* Limits: a xenstore payload is at most 4096 bytes, so no value we read or write is longer. */
+#define PROTO_VALUE_MAX 4096
+#define PROTO_CONSOLE_MAX 1024
+#define PROTO_ERROR_MAX 256
+/* Values quoted in console lines are cut here so one event never floods the 2 KiB console ring. */
+#define PROTO_LOG_VALUE_MAX 160
+
+/* What the Xen side must do to the domain. `halt` maps to POWEROFF, `ignore` to NONE. */
+enum proto_action {
+    PROTO_ACTION_NONE,
+    PROTO_ACTION_POWEROFF,
+    PROTO_ACTION_REBOOT,
+    PROTO_ACTION_CRASH,
+    PROTO_ACTION_SUSPEND,
+};
+
+/* How to answer control/shutdown. */
+enum proto_reply {
+    PROTO_REPLY_UNTOUCHED, /* leave the key alone (also: nothing to answer) */
+    PROTO_REPLY_CLEAR,     /* write "" : the normal acknowledgement */
+    PROTO_REPLY_DELETE,    /* remove the key */
+    PROTO_REPLY_WRITE,     /* write shutdown_value (shutdown_value_len bytes, no NUL) */
+};
+
+enum proto_key {
+    PROTO_KEY_SHUTDOWN,
+    PROTO_KEY_TESTING,
+};
+
+/*
+ * The result of one event. Pointers refer to storage inside struct proto and stay valid until the
+ * next call on that struct. Strings with a _len are not necessarily NUL-terminated; the others
+ * are C strings.
+ */
+struct proto_effects {
+    enum proto_reply shutdown_reply;
+    const char *shutdown_value;
+    size_t shutdown_value_len;
+
+    bool ack_testing; /* write "" to control/testing */
+
+    char console[PROTO_CONSOLE_MAX]; /* NUL-terminated too */
+    size_t console_len;
+
+    bool update_state; /* data/test-vm/state */
+    const char *state; /* "ready", "armed" or "suspending" */
+    bool update_armed; /* data/test-vm/armed */
+    const char *armed;
+    size_t armed_len; /* 0: write the empty string */
+    bool update_last_error; /* data/test-vm/last-error */
+    const char *last_error;
+    size_t last_error_len;
+
+    enum proto_action action;
+};
+
+/* The tester's words for `action`, kept for the canonical JSON and the console. */
+enum proto_word {
+    PROTO_WORD_POWEROFF,
+    PROTO_WORD_HALT,
+    PROTO_WORD_REBOOT,
+    PROTO_WORD_CRASH,
+    PROTO_WORD_SUSPEND,
+    PROTO_WORD_IGNORE,
+};
+
+enum proto_ack {
+    PROTO_ACK_OK,
+    PROTO_ACK_NONE,
+    PROTO_ACK_DELETE,
+    PROTO_ACK_STRING,
+};
+
+/* What a key holds after we consumed a value in it without clearing it. */
+enum proto_left {
+    PROTO_LEFT_NOTHING, /* cleared, deleted, or changed since */
+    PROTO_LEFT_SEEN,    /* the value we consumed (ack none, or our write was refused) */
+    PROTO_LEFT_REPLY,   /* the string we wrote (ack "<string>") */
+};
+
+/*
+ * All protocol state (about 25 KiB: every buffer is sized for the largest xenstore value, as no
+ * allocation is possible). Deliberately kept across suspend/resume; proto_on_resume() says which
+ * parts a new domain invalidates.
+ */
+struct proto {
+    bool armed;
+    enum proto_ack armed_ack;
+    enum proto_word armed_word;
+    char armed_ack_string[PROTO_VALUE_MAX];
+    size_t armed_ack_string_len;
+    char armed_json[PROTO_VALUE_MAX];
+    size_t armed_json_len;
+
+    bool suspending;
+
+    enum proto_left shutdown_left;
+    char shutdown_seen[PROTO_VALUE_MAX];
+    size_t shutdown_seen_len;
+    char shutdown_reply[PROTO_VALUE_MAX];
+    size_t shutdown_reply_len;
+
+    enum proto_left testing_left;
+    char testing_seen[PROTO_VALUE_MAX];
+    size_t testing_seen_len;
+
+    char last_error[PROTO_ERROR_MAX];
+    size_t last_error_len;
+
+    struct json_doc doc; /* the JSON reader's fixed budget */
+};
+
+/* Boot: nothing armed, no error, state ready. */
+void proto_init(struct proto *p);
+
+/* Fill `out` with every status key (state, armed, last-error) and nothing else: for publishing at
+ * boot and after a resume. */
+void proto_status(const struct proto *p, struct proto_effects *out);
+
+/*
+ * control/shutdown changed (or its watch fired). present=false: the key is missing. value need
+ * not be NUL-terminated; len may be up to PROTO_VALUE_MAX.
+ */
+void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool present,
+                       struct proto_effects *out);
+
+/* control/testing changed (or its watch fired). Same conventions. */
+void proto_on_testing(struct proto *p, const char *value, size_t len, bool present,
+                      struct proto_effects *out);
+
+/* The acknowledgement write to `key` from the last effects failed: what we read stays there. */
+void proto_write_refused(struct proto *p, enum proto_key key);
+
+/*
+ * Back from SCHEDOP_shutdown(suspend). new_domain=true (return 0: restore/migration): xenstore is
+ * a new domain's, so nothing we left in keys is there any more. false (return 1: cancelled or
+ * checkpoint): same keys. Fills `out` with every status key (state back to ready or armed); the
+ * Xen side writes version and resumes itself.
+ */
+void proto_on_resume(struct proto *p, bool new_domain, struct proto_effects *out);
+
+const char *proto_action_name(enum proto_action action);
+
+#endif
