@@ -132,7 +132,7 @@ struct proto {
     enum proto_word armed_word;
     char armed_ack_string[PROTO_VALUE_MAX];
     size_t armed_ack_string_len;
-    char armed_json[PROTO_VALUE_MAX];
+    char armed_json[PROTO_VALUE_MAX + 1]; /* + the NUL kbuf keeps */
     size_t armed_json_len;
 
     bool suspending;

@@ -1,0 +1,493 @@
+/*
+ * The guest protocol's decisions (PROTOCOL.md sections 2, 3, 5): see protocol.h for the contract
+ * with the Xen side and the interpretations recorded there.
+ */
+#include "protocol.h"
+
+#include "kstring.h"
+
+/* Shutdown words a toolstack may write, in enum proto_word order (ignore is not one of them). */
+static const char *const word_names[] = {
+    [PROTO_WORD_POWEROFF] = "poweroff", [PROTO_WORD_HALT] = "halt",
+    [PROTO_WORD_REBOOT] = "reboot",     [PROTO_WORD_CRASH] = "crash",
+    [PROTO_WORD_SUSPEND] = "suspend",   [PROTO_WORD_IGNORE] = "ignore",
+};
+#define WORD_COUNT (sizeof(word_names) / sizeof(word_names[0]))
+
+/* A decoded, valid control/testing message. */
+struct message {
+    bool now;
+    enum proto_word word;
+    enum proto_ack ack;
+    const char *ack_string;
+    size_t ack_string_len;
+};
+
+/* One event's output under construction. */
+struct event {
+    struct proto *p;
+    struct proto_effects *out;
+    struct kbuf console;
+};
+
+static enum proto_action word_action(enum proto_word word)
+{
+    switch (word) {
+    case PROTO_WORD_POWEROFF:
+    case PROTO_WORD_HALT:
+        return PROTO_ACTION_POWEROFF;
+    case PROTO_WORD_REBOOT:
+        return PROTO_ACTION_REBOOT;
+    case PROTO_WORD_CRASH:
+        return PROTO_ACTION_CRASH;
+    case PROTO_WORD_SUSPEND:
+        return PROTO_ACTION_SUSPEND;
+    case PROTO_WORD_IGNORE:
+        break;
+    }
+    return PROTO_ACTION_NONE;
+}
+
+/* What the console says right before acting: the last line a tester sees of this instance. */
+static const char *action_line(enum proto_action action)
+{
+    switch (action) {
+    case PROTO_ACTION_POWEROFF:
+        return "powering off";
+    case PROTO_ACTION_REBOOT:
+        return "rebooting";
+    case PROTO_ACTION_CRASH:
+        return "crashing";
+    case PROTO_ACTION_SUSPEND:
+        return "suspending";
+    case PROTO_ACTION_NONE:
+        break;
+    }
+    return "ignoring";
+}
+
+const char *proto_action_name(enum proto_action action)
+{
+    switch (action) {
+    case PROTO_ACTION_POWEROFF:
+        return "poweroff";
+    case PROTO_ACTION_REBOOT:
+        return "reboot";
+    case PROTO_ACTION_CRASH:
+        return "crash";
+    case PROTO_ACTION_SUSPEND:
+        return "suspend";
+    case PROTO_ACTION_NONE:
+        break;
+    }
+    return "none";
+}
+
+static bool find_word(const char *s, size_t len, enum proto_word *word)
+{
+    for (unsigned i = 0; i < WORD_COUNT; i++) {
+        if (kstreq(s, len, word_names[i])) {
+            *word = (enum proto_word)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *state_name(const struct proto *p)
+{
+    if (p->suspending)
+        return "suspending";
+    return p->armed ? "armed" : "ready";
+}
+
+static bool same_value(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    return a_len == b_len && kmemcmp(a, b, a_len) == 0;
+}
+
+/* Remember at most PROTO_VALUE_MAX bytes; xenstore never delivers more. */
+static size_t remember(char *dst, const char *value, size_t len)
+{
+    if (len > PROTO_VALUE_MAX)
+        len = PROTO_VALUE_MAX;
+    kmemcpy(dst, value, len);
+    return len;
+}
+
+static void begin(struct event *ev, struct proto *p, struct proto_effects *out)
+{
+    ev->p = p;
+    ev->out = out;
+    out->shutdown_reply = PROTO_REPLY_UNTOUCHED;
+    out->shutdown_value = NULL;
+    out->shutdown_value_len = 0;
+    out->ack_testing = false;
+    out->update_state = false;
+    out->state = state_name(p);
+    out->update_armed = false;
+    out->armed = p->armed_json;
+    out->armed_len = 0;
+    out->update_last_error = false;
+    out->last_error = p->last_error;
+    out->last_error_len = 0;
+    out->action = PROTO_ACTION_NONE;
+    kbuf_init(&ev->console, out->console, sizeof(out->console));
+}
+
+static void end(struct event *ev)
+{
+    ev->out->console_len = ev->console.len;
+}
+
+static void log_line(struct event *ev, const char *prefix, const char *value, size_t len)
+{
+    kbuf_puts(&ev->console, prefix);
+    kbuf_put_printable(&ev->console, value, len, PROTO_LOG_VALUE_MAX);
+    kbuf_putc(&ev->console, '\n');
+}
+
+static void status_state(struct event *ev)
+{
+    ev->out->update_state = true;
+    ev->out->state = state_name(ev->p);
+}
+
+static void status_armed(struct event *ev)
+{
+    ev->out->update_armed = true;
+    ev->out->armed = ev->p->armed_json;
+    ev->out->armed_len = ev->p->armed ? ev->p->armed_json_len : 0;
+}
+
+static void status_last_error(struct event *ev)
+{
+    ev->out->update_last_error = true;
+    ev->out->last_error = ev->p->last_error;
+    ev->out->last_error_len = ev->p->last_error_len;
+}
+
+static void perform(struct event *ev, enum proto_action action)
+{
+    kbuf_puts(&ev->console, action_line(action));
+    kbuf_putc(&ev->console, '\n');
+    ev->out->action = action;
+    if (action == PROTO_ACTION_SUSPEND) {
+        ev->p->suspending = true;
+        status_state(ev);
+    }
+}
+
+static void disarm(struct event *ev)
+{
+    struct proto *p = ev->p;
+
+    if (!p->armed)
+        return;
+    log_line(ev, "disarmed: ", p->armed_json, p->armed_json_len);
+    p->armed = false;
+    p->armed_json_len = 0;
+    status_armed(ev);
+    status_state(ev);
+}
+
+void proto_init(struct proto *p)
+{
+    p->armed = false;
+    p->armed_ack = PROTO_ACK_OK;
+    p->armed_word = PROTO_WORD_IGNORE;
+    p->armed_ack_string_len = 0;
+    p->armed_json_len = 0;
+    p->armed_json[0] = '\0';
+    p->suspending = false;
+    p->shutdown_left = PROTO_LEFT_NOTHING;
+    p->shutdown_seen_len = 0;
+    p->shutdown_reply_len = 0;
+    p->testing_left = PROTO_LEFT_NOTHING;
+    p->testing_seen_len = 0;
+    p->last_error_len = 0;
+    p->last_error[0] = '\0';
+}
+
+void proto_status(const struct proto *p, struct proto_effects *out)
+{
+    struct event ev;
+
+    /* begin() only reads p; the cast keeps one event type for both directions. */
+    begin(&ev, (struct proto *)p, out);
+    status_state(&ev);
+    status_armed(&ev);
+    status_last_error(&ev);
+    end(&ev);
+}
+
+/* --- control/testing ------------------------------------------------------------------------ */
+
+/* Why a message is invalid, into p->last_error. Values quoted from the message are cut short. */
+static bool reject(struct proto *p, const char *what, const char *name, const char *value,
+                   size_t value_len)
+{
+    struct kbuf b;
+
+    kbuf_init(&b, p->last_error, sizeof(p->last_error));
+    kbuf_puts(&b, what);
+    kbuf_puts(&b, name);
+    if (value) {
+        kbuf_puts(&b, ": ");
+        kbuf_put_printable(&b, value, value_len, 64);
+    }
+    p->last_error_len = b.len;
+    return false;
+}
+
+static bool reject_json(struct proto *p, const struct json_doc *doc)
+{
+    struct kbuf b;
+
+    kbuf_init(&b, p->last_error, sizeof(p->last_error));
+    kbuf_puts(&b, doc->error);
+    if (doc->error_byte >= 0) {
+        kbuf_puts(&b, " 0x");
+        kbuf_put_hex(&b, (unsigned)doc->error_byte, 2);
+    }
+    kbuf_puts(&b, " at offset ");
+    kbuf_put_u64(&b, doc->error_offset);
+    p->last_error_len = b.len;
+    return false;
+}
+
+/* The field `name` as a string: present once, of type string. */
+static bool string_field(struct proto *p, const char *name, const struct json_member **m)
+{
+    size_t n = json_count(&p->doc, name);
+
+    if (n == 0)
+        return reject(p, "missing field: ", name, NULL, 0);
+    if (n > 1)
+        return reject(p, "duplicate field: ", name, NULL, 0);
+    *m = json_find(&p->doc, name);
+    if ((*m)->type != JSON_STRING) {
+        const char *type = json_type_name((*m)->type);
+
+        return reject(p, "field ", name, type, kstrlen(type));
+    }
+    return true;
+}
+
+static bool read_message(struct proto *p, const char *value, size_t len, struct message *msg)
+{
+    const struct json_member *when, *action, *ack;
+
+    if (json_parse_object(value, len, &p->doc))
+        return reject_json(p, &p->doc);
+
+    if (!string_field(p, "when", &when))
+        return false;
+    if (kstreq(when->str, when->str_len, "now"))
+        msg->now = true;
+    else if (kstreq(when->str, when->str_len, "onshutdown"))
+        msg->now = false;
+    else
+        return reject(p, "unknown ", "when", when->str, when->str_len);
+
+    if (!string_field(p, "action", &action))
+        return false;
+    if (!find_word(action->str, action->str_len, &msg->word))
+        return reject(p, "unknown ", "action", action->str, action->str_len);
+
+    msg->ack = PROTO_ACK_OK;
+    msg->ack_string = NULL;
+    msg->ack_string_len = 0;
+    if (msg->now)
+        return true; /* ack is ignored with now, whatever it holds */
+    if (!string_field(p, "ack", &ack))
+        return false;
+    if (ack->str_len == 0)
+        return reject(p, "empty ", "ack", NULL, 0);
+    if (kstreq(ack->str, ack->str_len, "ok")) {
+        msg->ack = PROTO_ACK_OK;
+    } else if (kstreq(ack->str, ack->str_len, "none")) {
+        msg->ack = PROTO_ACK_NONE;
+    } else if (kstreq(ack->str, ack->str_len, "delete")) {
+        msg->ack = PROTO_ACK_DELETE;
+    } else {
+        msg->ack = PROTO_ACK_STRING;
+        msg->ack_string = ack->str;
+        msg->ack_string_len = ack->str_len;
+    }
+    return true;
+}
+
+static const char *ack_word(enum proto_ack ack)
+{
+    switch (ack) {
+    case PROTO_ACK_NONE:
+        return "none";
+    case PROTO_ACK_DELETE:
+        return "delete";
+    case PROTO_ACK_OK:
+    case PROTO_ACK_STRING:
+        break;
+    }
+    return "ok";
+}
+
+static void arm(struct event *ev, const struct message *msg)
+{
+    struct proto *p = ev->p;
+    struct kbuf json;
+
+    p->armed = true;
+    p->armed_word = msg->word;
+    p->armed_ack = msg->ack;
+    p->armed_ack_string_len = remember(p->armed_ack_string, msg->ack_string, msg->ack_string_len);
+
+    /* Canonical form: never longer than the message it came from (escapes only shrink or stay). */
+    kbuf_init(&json, p->armed_json, sizeof(p->armed_json));
+    kbuf_puts(&json, "{\"when\":\"onshutdown\",\"ack\":");
+    if (msg->ack == PROTO_ACK_STRING)
+        kbuf_put_json_string(&json, msg->ack_string, msg->ack_string_len);
+    else
+        kbuf_put_json_string(&json, ack_word(msg->ack), kstrlen(ack_word(msg->ack)));
+    kbuf_puts(&json, ",\"action\":\"");
+    kbuf_puts(&json, word_names[msg->word]);
+    kbuf_puts(&json, "\"}");
+    p->armed_json_len = json.len;
+
+    log_line(ev, "armed: ", p->armed_json, p->armed_json_len);
+    status_armed(ev);
+    status_state(ev);
+}
+
+void proto_on_testing(struct proto *p, const char *value, size_t len, bool present,
+                      struct proto_effects *out)
+{
+    struct event ev;
+    struct message msg = { .now = false, .word = PROTO_WORD_IGNORE, .ack = PROTO_ACK_OK };
+
+    begin(&ev, p, out);
+    if (!present || len == 0) {
+        /* Our own acknowledgement, a deletion, or nothing yet: not a message. */
+        p->testing_left = PROTO_LEFT_NOTHING;
+        goto done;
+    }
+    if (p->testing_left == PROTO_LEFT_SEEN &&
+        same_value(value, len, p->testing_seen, p->testing_seen_len))
+        goto done;
+    p->testing_left = PROTO_LEFT_NOTHING;
+    p->testing_seen_len = remember(p->testing_seen, value, len);
+    out->ack_testing = true;
+
+    if (!read_message(p, value, len, &msg)) {
+        log_line(&ev, "bogus command: ", p->last_error, p->last_error_len);
+        status_last_error(&ev);
+        goto done;
+    }
+    /* A valid message replaces the armed one, whatever it says. */
+    disarm(&ev);
+    if (msg.now) {
+        kbuf_puts(&ev.console, "testing: now ");
+        kbuf_puts(&ev.console, word_names[msg.word]);
+        kbuf_putc(&ev.console, '\n');
+        perform(&ev, word_action(msg.word));
+    } else {
+        arm(&ev, &msg);
+    }
+done:
+    end(&ev);
+}
+
+/* --- control/shutdown ----------------------------------------------------------------------- */
+
+static void fire_armed(struct event *ev)
+{
+    struct proto *p = ev->p;
+    struct proto_effects *out = ev->out;
+
+    log_line(ev, "armed instruction fires: ", p->armed_json, p->armed_json_len);
+    switch (p->armed_ack) {
+    case PROTO_ACK_OK:
+        out->shutdown_reply = PROTO_REPLY_CLEAR;
+        break;
+    case PROTO_ACK_NONE:
+        out->shutdown_reply = PROTO_REPLY_UNTOUCHED;
+        p->shutdown_left = PROTO_LEFT_SEEN;
+        break;
+    case PROTO_ACK_DELETE:
+        out->shutdown_reply = PROTO_REPLY_DELETE;
+        break;
+    case PROTO_ACK_STRING:
+        kmemcpy(p->shutdown_reply, p->armed_ack_string, p->armed_ack_string_len);
+        p->shutdown_reply_len = p->armed_ack_string_len;
+        out->shutdown_reply = PROTO_REPLY_WRITE;
+        out->shutdown_value = p->shutdown_reply;
+        out->shutdown_value_len = p->shutdown_reply_len;
+        p->shutdown_left = PROTO_LEFT_REPLY;
+        break;
+    }
+    /* One-shot: the instruction is gone before its action runs. */
+    p->armed = false;
+    p->armed_json_len = 0;
+    status_armed(ev);
+    status_state(ev);
+    perform(ev, word_action(p->armed_word));
+}
+
+void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool present,
+                       struct proto_effects *out)
+{
+    struct event ev;
+    enum proto_word word;
+
+    begin(&ev, p, out);
+    if (!present || len == 0) {
+        /* Not a request (our own acknowledgement, or the key went away): the key changed. */
+        p->shutdown_left = PROTO_LEFT_NOTHING;
+        goto done;
+    }
+    if (p->shutdown_left == PROTO_LEFT_SEEN &&
+        same_value(value, len, p->shutdown_seen, p->shutdown_seen_len))
+        goto done;
+    if (p->shutdown_left == PROTO_LEFT_REPLY &&
+        same_value(value, len, p->shutdown_reply, p->shutdown_reply_len))
+        goto done;
+    p->shutdown_left = PROTO_LEFT_NOTHING;
+    p->shutdown_seen_len = remember(p->shutdown_seen, value, len);
+
+    if (p->armed) {
+        log_line(&ev, "shutdown request: ", value, len);
+        fire_armed(&ev);
+    } else if (find_word(value, len, &word) && word != PROTO_WORD_IGNORE) {
+        log_line(&ev, "shutdown request: ", value, len);
+        out->shutdown_reply = PROTO_REPLY_CLEAR;
+        perform(&ev, word_action(word));
+    } else {
+        log_line(&ev, "unknown shutdown request: ", value, len);
+        out->shutdown_reply = PROTO_REPLY_CLEAR;
+    }
+done:
+    end(&ev);
+}
+
+void proto_write_refused(struct proto *p, enum proto_key key)
+{
+    /* The value we read is still in the key; keep it from being acted on twice. */
+    if (key == PROTO_KEY_TESTING) {
+        p->testing_left = PROTO_LEFT_SEEN;
+    } else if (p->shutdown_left != PROTO_LEFT_REPLY) {
+        /* A refused write of an ack string leaves the request; the reply is remembered instead,
+         * which only matters if the guest may not write control/shutdown at all. */
+        p->shutdown_left = PROTO_LEFT_SEEN;
+    }
+}
+
+void proto_on_resume(struct proto *p, bool new_domain, struct proto_effects *out)
+{
+    p->suspending = false;
+    if (new_domain) {
+        /* A new domain has a new xenstore home: nothing we left in keys is there. */
+        p->shutdown_left = PROTO_LEFT_NOTHING;
+        p->testing_left = PROTO_LEFT_NOTHING;
+    }
+    proto_status(p, out);
+}
