@@ -1,0 +1,220 @@
+"""Boot the lab and talk to its dom0: `with running_lab() as host: host.run("xl info")`."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import qemu
+from .cpio import CpioWriter
+from .errors import LabCommandError, LabError
+from .image import LabImage, ensure_image
+
+SSH_ALIAS = "xen-lab"
+BOOT_TIMEOUT = 300.0
+BASELINE_DIR = "/var/lib/xen-lab/baseline"
+
+
+def _keygen(path: Path) -> str:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xen-test-vm-lab", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path.with_suffix(".pub").read_text()
+
+
+def write_ssh_files(run_dir: Path, port: int) -> tuple[Path, str, str]:
+    """Create the lab's client key, host key, pinned known_hosts and ssh_config.
+
+    Returns (ssh_config, authorized public key, private host key).
+    """
+    if not shutil.which("ssh-keygen"):
+        raise LabError("ssh-keygen not found: run scripts/bootstrap (Debian package openssh-client)")
+    client_public = _keygen(run_dir / "id_ed25519")
+    host_public = _keygen(run_dir / "ssh_host_ed25519_key")
+    host_fields = host_public.split()
+    (run_dir / "known_hosts").write_text(f"{SSH_ALIAS} {host_fields[0]} {host_fields[1]}\n")
+    config = run_dir / "ssh_config"
+    config.write_text(
+        f"""Host {SSH_ALIAS}
+    HostName 127.0.0.1
+    Port {port}
+    User root
+    IdentityFile {run_dir / "id_ed25519"}
+    IdentitiesOnly yes
+    HostKeyAlias {SSH_ALIAS}
+    UserKnownHostsFile {run_dir / "known_hosts"}
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking yes
+    BatchMode yes
+    ControlMaster auto
+    ControlPath {run_dir / "cm-%C"}
+    ControlPersist 120
+    ServerAliveInterval 10
+    LogLevel ERROR
+"""
+    )
+    return config, client_public, (run_dir / "ssh_host_ed25519_key").read_text()
+
+
+def boot_initrd(image: LabImage, run_dir: Path, authorized_key: str, host_key: str) -> Path:
+    """The cached dom0 initramfs plus a small archive with this run's keys (Linux merges them)."""
+    initrd = run_dir / "dom0-initrd.cpio"
+    with initrd.open("wb") as out:
+        with image.dom0_initramfs.open("rb") as base:
+            shutil.copyfileobj(base, out)
+        writer = CpioWriter(out)
+        writer.file("root/.ssh/authorized_keys", authorized_key.encode(), 0o600)
+        writer.file("etc/ssh/ssh_host_ed25519_key", host_key.encode(), 0o600)
+        writer.close()
+    return initrd
+
+
+@dataclass
+class LabHost:
+    """A handle on the lab's dom0: SSH address and options, commands, files, guest consoles."""
+
+    ssh_config: Path
+    port: int
+    run_dir: Path
+    ready_seconds: float = 0.0
+    accel: str = "tcg"
+    qemu_pid: int = 0
+    ssh_alias: str = SSH_ALIAS
+
+    @property
+    def ssh_command(self) -> list[str]:
+        return ["ssh", "-F", str(self.ssh_config), self.ssh_alias]
+
+    def run(
+        self, command: str, check: bool = True, timeout: float = 120.0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell command in dom0."""
+        try:
+            result = subprocess.run(
+                [*self.ssh_command, "--", command],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f"dom0 command timed out after {timeout:.0f} s: {command}") from exc
+        if check and result.returncode != 0:
+            raise LabCommandError(command, result.returncode, result.stdout, result.stderr)
+        return result
+
+    def copy_in(self, local: Path | str, remote: str) -> None:
+        """Copy a local file into dom0."""
+        with Path(local).open("rb") as source:
+            result = subprocess.run(
+                [*self.ssh_command, "--", f"cat > {shlex.quote(remote)}"],
+                stdin=source,
+                capture_output=True,
+                timeout=300,
+            )
+        if result.returncode != 0:
+            raise LabError(f"copying {local} to dom0:{remote} failed: {result.stderr.decode().strip()}")
+
+    def console_log(self, guest_name: str) -> str:
+        """What the named guest has printed on its PV console so far."""
+        path = f"/var/log/xen/console/guest-{guest_name}.log"
+        return self.run(f"cat {shlex.quote(path)} 2>/dev/null || true").stdout
+
+    def xen_console(self) -> str:
+        """Xen's and dom0's serial console, as QEMU recorded it."""
+        return (self.run_dir / "console.log").read_text(errors="replace")
+
+    def baseline_guest_config(self, name: str = "baseline", memory_mib: int = 128) -> str:
+        """An xl config for the Linux baseline guest: Debian's kernel and a busybox initramfs."""
+        return (
+            f'name = "{name}"\ntype = "pv"\n'
+            f'kernel = "{BASELINE_DIR}/vmlinuz"\nramdisk = "{BASELINE_DIR}/initrd"\n'
+            f'extra = "console=hvc0 quiet"\nmemory = {memory_mib}\nvcpus = 1\n'
+            'on_crash = "preserve"\n'
+        )
+
+
+def _choose_accel(accel: str) -> str:
+    if accel == "auto":
+        return "kvm" if qemu.kvm_usable() else "tcg"
+    if accel not in ("tcg", "kvm"):
+        raise LabError(f"unknown accelerator {accel!r}: use auto, tcg or kvm")
+    return accel
+
+
+def boot(
+    run_dir: Path, port: int | None = None, accel: str = "auto", detached: bool = False
+) -> tuple[qemu.QemuProcess, LabHost]:
+    """Build (if needed) and boot the lab; return the QEMU process and a ready host handle."""
+    qemu.require_qemu()
+    qemu.require_memory()
+    if port is None:
+        port = qemu.free_port()
+    else:
+        qemu.require_port_free(port)
+    image = ensure_image()
+    ssh_config, client_key, host_key = write_ssh_files(run_dir, port)
+    initrd = boot_initrd(image, run_dir, client_key, host_key)
+    chosen = _choose_accel(accel)
+    process = qemu.start(
+        image.xen, image.dom0_kernel, initrd, run_dir, port, chosen, detached=detached
+    )
+    try:
+        try:
+            process.wait_ready(BOOT_TIMEOUT if chosen == "tcg" else 60.0)
+        except LabError:
+            if chosen != "kvm" or accel != "auto":
+                raise
+            # KVM looked usable but Xen did not come up under it: software emulation always works.
+            process.stop()
+            chosen = "tcg"
+            process = qemu.start(
+                image.xen, image.dom0_kernel, initrd, run_dir, port, chosen, detached=detached
+            )
+            process.wait_ready(BOOT_TIMEOUT)
+        host = LabHost(ssh_config, port, run_dir, accel=chosen, qemu_pid=process.pid)
+        _wait_for_ssh(host, process)
+        host.ready_seconds = time.monotonic() - process.started
+        return process, host
+    except BaseException:
+        process.stop()
+        raise
+
+
+def _wait_for_ssh(host: LabHost, process: qemu.QemuProcess) -> None:
+    deadline = time.monotonic() + 60
+    last = ""
+    while time.monotonic() < deadline:
+        result = host.run("xl info >/dev/null && echo ok", check=False, timeout=30)
+        if result.returncode == 0 and result.stdout.strip() == "ok":
+            return
+        last = result.stderr.strip()
+        if process.process.poll() is not None:
+            raise LabError(f"QEMU exited before SSH came up: {last}")
+        time.sleep(0.1)
+    raise LabError(f"dom0 did not answer over SSH: {last or 'no error text'}")
+
+
+@contextlib.contextmanager
+def running_lab(port: int | None = None, accel: str = "auto") -> Iterator[LabHost]:
+    """Boot the lab for the duration of the block; QEMU is always stopped on the way out."""
+    with tempfile.TemporaryDirectory(prefix="xen-lab-") as tmp:
+        run_dir = Path(tmp)
+        process, host = boot(run_dir, port=port, accel=accel)
+        try:
+            yield host
+        finally:
+            subprocess.run(
+                [*host.ssh_command, "-O", "exit"], capture_output=True, check=False, timeout=10
+            )
+            process.stop()

@@ -1,0 +1,190 @@
+"""Start and stop QEMU running Xen: accelerator choice, port forwarding, readiness."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import LabError
+
+QEMU = "qemu-system-x86_64"
+GUEST_RAM_MIB = 1536
+DOM0_MIB = 512
+# smap=0: dom0 crashes at its first bounced page fault under TCG otherwise (LAB-NOTES).
+XEN_ARGS = (
+    f"console=com1 com1=115200,8n1 dom0_mem={DOM0_MIB}M,max:{DOM0_MIB}M noreboot smap=0 "
+    "bootscrub=false loglvl=all guest_loglvl=all"
+)
+DOM0_ARGS = "console=hvc0 rdinit=/init quiet"
+READY_MARK = "XEN-LAB-READY"
+FAILED_MARK = "XEN-LAB-FAILED"
+_PR_SET_PDEATHSIG = 1
+
+
+def require_qemu() -> str:
+    path = shutil.which(QEMU)
+    if not path:
+        raise LabError(f"{QEMU} not found: run scripts/bootstrap (Debian package qemu-system-x86)")
+    return path
+
+
+def require_memory(mib: int = GUEST_RAM_MIB + 256) -> None:
+    """Refuse to start when the machine cannot hold the lab."""
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+    except OSError:
+        return
+    match = re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.MULTILINE)
+    if match and int(match.group(1)) // 1024 < mib:
+        available = int(match.group(1)) // 1024
+        raise LabError(
+            f"too little memory for the lab: it needs {mib} MiB, {available} MiB are available; "
+            "stop other labs or VMs and retry"
+        )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise LabError(
+                f"port {port} on 127.0.0.1 is in use: pick another with --port, or leave it out"
+            ) from exc
+
+
+def kvm_usable() -> bool:
+    """A quick probe: KVM can only run Xen where the CPU offers VMX/SVM to this machine."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.MULTILINE))
+
+
+def _escape(value: str) -> str:
+    return value.replace(",", ",,")
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class QemuProcess:
+    """A running QEMU; `stop` always leaves no process behind."""
+
+    process: subprocess.Popen[bytes]
+    console_log: Path
+    port: int
+    accel: str
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def console_text(self) -> str:
+        try:
+            return self.console_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def keep_console(self) -> Path:
+        """Copy the console log out of the run directory, which is removed on the way out."""
+        from .paths import cache_dir
+
+        kept = cache_dir() / "last-lab-console.log"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(self.console_text())
+        return kept
+
+    def wait_ready(self, timeout: float) -> float:
+        """Wait for dom0's init to report ready; returns seconds since QEMU started."""
+        deadline = self.started + timeout
+        while time.monotonic() < deadline:
+            text = self.console_text()
+            if READY_MARK in text:
+                return time.monotonic() - self.started
+            failed = re.search(FAILED_MARK + r": (.*)", text)
+            if failed:
+                kept = self.keep_console()
+                raise LabError(f"dom0 failed to start: {failed.group(1).strip()} (see {kept})")
+            if self.process.poll() is not None:
+                tail = " | ".join(text.strip().splitlines()[-3:]) or "no console output"
+                raise LabError(f"QEMU exited with {self.process.returncode} during boot: {tail}")
+            time.sleep(0.05)
+        kept = self.keep_console()
+        raise LabError(f"the lab did not become ready within {timeout:.0f} s (see {kept})")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(
+    xen: Path,
+    dom0_kernel: Path,
+    initrd: Path,
+    run_dir: Path,
+    port: int,
+    accel: str,
+    detached: bool = False,
+) -> QemuProcess:
+    """Start QEMU with Xen and dom0; SSH is forwarded from 127.0.0.1:port only."""
+    qemu = require_qemu()
+    console_log = run_dir / "console.log"
+    console_log.unlink(missing_ok=True)
+    cpu = "host" if accel == "kvm" else "max"
+    args = [
+        qemu, "-nodefaults", "-display", "none", "-no-reboot",
+        "-accel", accel, "-cpu", cpu, "-m", str(GUEST_RAM_MIB), "-smp", "2",
+        "-serial", f"file:{console_log}", "-monitor", "none",
+        "-kernel", str(xen), "-append", XEN_ARGS,
+        "-initrd", f"{_escape(str(dom0_kernel))} {DOM0_ARGS},{_escape(str(initrd))}",
+        "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device", "e1000,netdev=net0",
+    ]  # fmt: skip
+    stderr_log = (run_dir / "qemu.stderr").open("wb")
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=stderr_log,
+        stderr=stderr_log,
+        preexec_fn=None if detached else _die_with_parent,
+        start_new_session=True,
+    )
+    stderr_log.close()
+    qemu_process = QemuProcess(process, console_log, port, accel)
+    # QEMU reports a busy forwarding port at once; give it a moment to say so.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=0.3)
+    if process.poll() is not None:
+        message = (run_dir / "qemu.stderr").read_text(errors="replace").strip()
+        if "host forwarding" in message:
+            raise LabError(f"port {port} on 127.0.0.1 is in use: pick another or leave it out")
+        raise LabError(f"QEMU failed to start: {message.splitlines()[-1] if message else '?'}")
+    return qemu_process
