@@ -1,0 +1,70 @@
+"""Copy the kernel where the toolstack boots kernels from, and register a VM for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .remote import Progress
+from .session import Session
+from .toolstack import KERNEL_NAME, VmSpec, validate_vm_name
+
+GZIP_MAGIC = b"\x1f\x8b"
+ELF_MAGIC = b"\x7fELF"
+
+
+def check_kernel(path: Path) -> Path:
+    """A readable gzip or ELF file, or a one-line error."""
+    if not path.is_file():
+        raise UsageError(f"kernel file {path} does not exist (build it with `invoke build`)")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if not (head.startswith(GZIP_MAGIC) or head == ELF_MAGIC):
+        raise UsageError(f"{path} is neither a gzipped nor an ELF kernel image")
+    return path
+
+
+def upload_kernel(session: Session, kernel: Path, progress: Progress | None = None) -> str:
+    """Copy the kernel into the toolstack's kernel directory; returns the remote path."""
+    check_kernel(kernel)
+    directory = session.toolstack.kernel_dir()
+    remote = f"{directory}/{KERNEL_NAME}"
+    session.host.run(["mkdir", "-p", directory])
+    session.host.copy_in(kernel, remote, progress)
+    return remote
+
+
+def install(
+    session: Session,
+    kernel: Path,
+    name: str,
+    *,
+    memory_mib: int = 32,
+    cmdline: str = "",
+    start: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Upload, register (re-running updates the same VM), optionally boot until `ready`."""
+    validate_vm_name(name)
+    if memory_mib < 4:
+        raise UsageError("memory must be at least 4 MiB")
+    remote = upload_kernel(session, kernel, progress)
+    vm = session.toolstack.define(
+        VmSpec(name=name, kernel=remote, memory_mib=memory_mib, cmdline=cmdline)
+    )
+    result: dict[str, Any] = {
+        "name": vm.name,
+        "ref": vm.ref,
+        "uuid": vm.uuid,
+        "kernel": remote,
+        "toolstack": session.kind,
+        "host": session.host.name,
+        "domid": session.toolstack.domid(vm),
+    }
+    if start and result["domid"] is None:
+        session.toolstack.start(vm)
+        guest = session.guest(vm)
+        guest.wait_state("ready")
+        result["domid"] = guest.domid
+    return result

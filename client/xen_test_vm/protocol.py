@@ -1,0 +1,66 @@
+"""The guest protocol (PROTOCOL.md): xenstore paths, request words and testing instructions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+SHUTDOWN = "control/shutdown"
+TESTING = "control/testing"
+FEATURES = ("control/feature-poweroff", "control/feature-reboot", "control/feature-suspend")
+STATUS = "data/test-vm"
+STATUS_KEYS = ("version", "state", "armed", "resumes", "last-error")
+
+SHUTDOWN_REQUESTS = ("poweroff", "halt", "reboot", "crash", "suspend")
+ACTIONS = (*SHUTDOWN_REQUESTS, "ignore")
+WHEN = ("now", "onshutdown")
+MAX_MESSAGE = 4096
+
+When = Literal["now", "onshutdown"]
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One control/testing message."""
+
+    when: str
+    action: str
+    ack: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.when not in WHEN:
+            raise ValueError(f"when must be one of {', '.join(WHEN)}, not {self.when!r}")
+        if self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
+        if self.when == "onshutdown" and not self.ack:
+            raise ValueError("ack is required with when=onshutdown (ok, none, delete or a string)")
+
+    def to_json(self) -> str:
+        """Compact JSON, the form the kernel reads."""
+        body: dict[str, str] = {"when": self.when, "ack": self.ack or "ok", "action": self.action}
+        if self.when == "now":
+            del body["ack"]
+        text = json.dumps(body, separators=(",", ":"))
+        if len(text) > MAX_MESSAGE or not text.isascii():
+            raise ValueError("instruction does not fit a xenstore value (4096 ASCII bytes)")
+        return text
+
+    def same_as(self, armed_json: str) -> bool:
+        """Whether the kernel's data/test-vm/armed describes this instruction."""
+        try:
+            armed = json.loads(armed_json)
+        except ValueError:
+            return False
+        if not isinstance(armed, dict):
+            return False
+        return bool(
+            armed.get("when") == self.when
+            and armed.get("action") == self.action
+            and (self.when == "now" or armed.get("ack") == self.ack)
+        )
+
+
+def guest_writable(domid: int) -> list[str]:
+    """xenstore permissions for a key dom0 writes and the guest must answer: owner dom0, guest rw."""
+    return ["n0", f"b{domid}"]

@@ -1,0 +1,564 @@
+"""The smoke matrix: each PROTOCOL.md rule through xenstore, then toolstack round trips."""
+
+from __future__ import annotations
+
+import json
+
+from .errors import ToolstackError
+from .guest import ACKED, DELETED, GONE, Guest
+from .protocol import Instruction
+from .smoke import Context, Scenario, ScenarioFailed, TestVm, expect
+from .xl import ACK_FAILURE
+
+IGNORE_OK = Instruction("onshutdown", "ignore", "ok")
+STOP_WAIT = 60.0
+XL_REASON = {"poweroff": 0, "reboot": 1, "suspend": 2, "crash": 3}
+
+# ---------------------------------------------------------------- helpers
+
+
+def _alive(ctx: Context, guest: Guest) -> None:
+    """The guest answers a no-op instruction: it is running and handled everything before."""
+    ctx.barrier(guest)
+    expect(
+        guest.read("data/test-vm/state") == "ready",
+        f"state is {guest.read('data/test-vm/state')!r}",
+    )
+
+
+def _unarmed(guest: Guest) -> None:
+    status = guest.status()
+    expect(status.state == "ready", f"state is {status.state!r}, want 'ready'")
+    expect(status.armed == "", f"armed is {status.armed!r}, want ''")
+
+
+def _stopped(ctx: Context, tv: TestVm) -> tuple[str, int | None]:
+    """Wait until the domain stopped; (xl state word, shutdown reason) or ('halted', None) on XAPI."""
+    ts = ctx.session.toolstack
+    if ts.kind != "xl":
+        from .xapi import XapiToolstack
+
+        assert isinstance(ts, XapiToolstack)
+        return ts.wait_power_state(tv.vm, {"halted"}, STOP_WAIT), None
+    domid = tv.guest.domid
+
+    def check() -> tuple[str, int | None] | None:
+        if ctx.toolstack.domid(tv.vm) != domid:
+            return "destroyed", None
+        state, reason = ctx.toolstack.domain_state(domid)
+        if "c" in state:
+            return "crashed", reason
+        if "s" in state:
+            return "shutdown", reason
+        return None
+
+    return ctx.session.xs.wait_for(
+        ["@releaseDomain"], check, STOP_WAIT, f"{tv.vm.name} did not stop"
+    )
+
+
+def _expect_stop(ctx: Context, tv: TestVm, reason: str) -> str:
+    state, code = _stopped(ctx, tv)
+    if ctx.session.toolstack.kind != "xl":
+        return f"power state {state}"
+    want_state = "crashed" if reason == "crash" else "shutdown"
+    expect(state == want_state, f"domain {state} (reason {code}), want {want_state}")
+    expect(
+        code == XL_REASON[reason], f"shutdown reason {code}, want {XL_REASON[reason]} ({reason})"
+    )
+    return f"{state}, reason {code}"
+
+
+def _fresh(ctx: Context, tag: str) -> TestVm:
+    return ctx.boot(tag)
+
+
+# ---------------------------------------------------------------- guest rules (shared VM)
+
+
+def boot_status(ctx: Context) -> str:
+    guest = ctx.shared_vm().guest
+    status = guest.status()
+    for feature, value in status.features.items():
+        expect(value == "1", f"control/{feature} is {value!r}, want '1'")
+    expect(bool(status.version), "data/test-vm/version is empty")
+    expect(status.state == "ready", f"state {status.state!r}")
+    expect(status.resumes == "0", f"resumes {status.resumes!r}, want '0'")
+    expect(status.armed == "", f"armed {status.armed!r}")
+    expect(status.last_error == "", f"last-error {status.last_error!r}")
+    return f"version {status.version}"
+
+
+def arm_and_fire(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    guest.instruct(IGNORE_OK)
+    expect(guest.xs.get_perms(guest.path("control/testing")) == ["n0", f"b{guest.domid}"], "perms")
+    status = guest.wait_state("armed")
+    expect(IGNORE_OK.same_as(status.armed or ""), f"armed is {status.armed!r}")
+    answer = guest.request("poweroff")
+    expect(answer.outcome == ACKED, f"answer {answer}")
+    guest.wait_state("ready")
+    _unarmed(guest)
+    _alive(ctx, guest)
+
+
+def replace_armed(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    guest.instruct(Instruction("onshutdown", "ignore", "none"))
+    guest.wait_state("armed")
+    guest.instruct(IGNORE_OK)
+    expect(IGNORE_OK.same_as(guest.read("data/test-vm/armed") or ""), "new message did not replace")
+    answer = guest.request("poweroff")
+    expect(answer.outcome == ACKED, f"the replaced (ack none) instruction fired: {answer}")
+    guest.wait_state("ready")
+    _alive(ctx, guest)
+
+
+BOGUS: list[tuple[str, bytes]] = [
+    ("not JSON", b"poweroff please"),
+    ("not an object", b'["now","poweroff"]'),
+    ("wrong type", b'{"when":1,"action":"ignore"}'),
+    ("unknown when", b'{"when":"later","action":"poweroff"}'),
+    ("unknown action", b'{"when":"now","action":"explode"}'),
+    ("missing action", b'{"when":"now"}'),
+    ("missing ack", b'{"when":"onshutdown","action":"poweroff"}'),
+    ("non-ASCII", b'{"when":"now","action":"po\xc3\xa9weroff"}'),
+    ("truncated", b'{"when":"now","action":"pow'),
+]
+
+
+def bogus_messages(ctx: Context) -> str:
+    guest = ctx.shared_vm().guest
+    guest.instruct(IGNORE_OK)
+    guest.wait_state("armed")
+    for label, message in BOGUS:
+        guest.xs.write(guest.path("data/test-vm/last-error"), "")
+        guest.send_testing(message)
+        error_key = guest.path("data/test-vm/last-error")
+        reason = guest.xs.wait_for(
+            [error_key],
+            lambda k=error_key: guest.xs.read(k) or None,
+            10.0,
+            f"no last-error for {label}",
+        )
+        expect(
+            guest.read("data/test-vm/state") == "armed", f"{label}: the armed instruction was lost"
+        )
+    answer = guest.request("poweroff")
+    expect(answer.outcome == ACKED, f"armed instruction did not survive bogus messages: {answer}")
+    guest.wait_state("ready")
+    _alive(ctx, guest)
+    return f"{len(BOGUS)} rejected, last: {reason}"
+
+
+def unknown_fields(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    body = {"when": "onshutdown", "ack": "ok", "action": "ignore", "x-from-the-future": ""}
+    body["x-from-the-future"] = "x" * (4000 - len(json.dumps(body, separators=(",", ":"))))
+    message = json.dumps(body, separators=(",", ":"))
+    guest.send_testing(message)
+    status = guest.wait_state("armed")
+    expect(IGNORE_OK.same_as(status.armed or ""), f"armed is {status.armed!r}")
+    expect(guest.request("halt").outcome == ACKED, "halt not acknowledged")
+    guest.wait_state("ready")
+
+
+def unknown_requests(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    for request in ("s3", "garbage!", "x" * 3000):
+        answer = guest.request(request)
+        expect(answer.outcome == ACKED, f"{request[:10]!r}: {answer}")
+    _alive(ctx, guest)
+
+
+def not_requests(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    guest.write_shutdown("")
+    ctx.barrier(guest)
+    expect(guest.read("control/shutdown") == "", "empty value was touched")
+    guest.xs.remove(guest.path("control/shutdown"))
+    ctx.barrier(guest)
+    expect(guest.read("control/shutdown") is None, "missing key was re-created")
+    _alive(ctx, guest)
+
+
+def ack_none(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    guest.instruct(Instruction("onshutdown", "ignore", "none"))
+    guest.wait_state("armed")
+    guest.write_shutdown("poweroff")
+    guest.wait_state("ready")  # fired: one-shot, back to normal
+    expect(guest.read("control/shutdown") == "poweroff", "the request was acknowledged")
+    guest.write_shutdown("poweroff")  # the same value again: consumed, not acted on
+    _alive(ctx, guest)
+    expect(guest.read("control/shutdown") == "poweroff", "the stale request was acted on")
+    guest.write_shutdown("")
+
+
+def ack_delete(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    guest.instruct(Instruction("onshutdown", "ignore", "delete"))
+    guest.wait_state("armed")
+    answer = guest.request("reboot")
+    expect(answer.outcome == DELETED, f"answer {answer}")
+    guest.wait_state("ready")
+    _alive(ctx, guest)
+
+
+def ack_string(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    guest.instruct(Instruction("onshutdown", "ignore", "nak-from-test"))
+    guest.wait_state("armed")
+    answer = guest.request("poweroff")
+    expect(answer.outcome == "replaced" and answer.value == "nak-from-test", f"answer {answer}")
+    guest.wait_state("ready")
+    _alive(ctx, guest)
+    expect(
+        guest.read("control/shutdown") == "nak-from-test", "its own answer was treated as a request"
+    )
+    guest.write_shutdown("")
+
+
+def now_ignore(ctx: Context) -> None:
+    guest = ctx.shared_vm().guest
+    guest.send_testing(b'{"when":"now","ack":"none","action":"ignore"}')
+    _unarmed(guest)
+    _alive(ctx, guest)
+
+
+# ---------------------------------------------------------------- guest rules (own VM)
+
+
+def _request_stops(reason: str, request: str) -> Scenario:
+    def run(ctx: Context) -> str:
+        tv = _fresh(ctx, f"req-{request}")
+        answer = tv.guest.request(request)
+        expect(answer.outcome in (ACKED, GONE), f"answer {answer}")
+        detail = _expect_stop(ctx, tv, reason)
+        ctx.destroy(tv)
+        return detail
+
+    return Scenario(
+        f"request-{request}",
+        "guest",
+        f"control/shutdown={request}: acknowledged, domain {reason} (SCHEDOP_shutdown {reason})",
+        run,
+    )
+
+
+def request_reboot(ctx: Context) -> None:
+    tv = _fresh(ctx, "req-reboot")
+    old = tv.guest.domid
+    expect(tv.guest.request("reboot").outcome in (ACKED, GONE), "not acknowledged")
+    ctx.wait_new_domain(tv, old)
+    ctx.destroy(tv)
+
+
+def _now_stops(action: str, reason: str) -> Scenario:
+    def run(ctx: Context) -> str:
+        tv = _fresh(ctx, f"now-{action}")
+        tv.guest.instruct(Instruction("now", action))
+        detail = _expect_stop(ctx, tv, reason)
+        ctx.destroy(tv)
+        return detail
+
+    backends = frozenset({"xl"}) if action == "suspend" else frozenset({"xl", "xapi"})
+    return Scenario(
+        f"now-{action}", "guest", f"testing now/{action}: domain {reason}", run, backends
+    )
+
+
+def now_reboot(ctx: Context) -> None:
+    tv = _fresh(ctx, "now-reboot")
+    old = tv.guest.domid
+    tv.guest.instruct(Instruction("now", "reboot"))
+    ctx.wait_new_domain(tv, old)
+    ctx.destroy(tv)
+
+
+def armed_action_replaces(ctx: Context) -> str:
+    tv = _fresh(ctx, "armed-crash")
+    tv.guest.instruct(Instruction("onshutdown", "crash", "ok"))
+    tv.guest.wait_state("armed")
+    expect(tv.guest.request("poweroff").outcome in (ACKED, GONE), "not acknowledged")
+    detail = _expect_stop(ctx, tv, "crash")
+    ctx.destroy(tv)
+    return detail
+
+
+def one_shot(ctx: Context) -> str:
+    tv = _fresh(ctx, "one-shot")
+    tv.guest.instruct(IGNORE_OK)
+    tv.guest.wait_state("armed")
+    expect(tv.guest.request("poweroff").outcome == ACKED, "first request not acknowledged")
+    _alive(ctx, tv.guest)
+    expect(tv.guest.request("poweroff").outcome in (ACKED, GONE), "second request not acknowledged")
+    detail = _expect_stop(ctx, tv, "poweroff")
+    ctx.destroy(tv)
+    return detail
+
+
+# ---------------------------------------------------------------- toolstack round trips
+
+
+def _ack_code(ctx: Context, what: str) -> str:
+    if ctx.session.toolstack.kind == "xl":
+        return ACK_FAILURE
+    return (
+        "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT"
+        if what == "shutdown"
+        else "VM_FAILED_SUSPEND_ACKNOWLEDGMENT"
+    )
+
+
+def clean_shutdown(ctx: Context) -> str:
+    tv = _fresh(ctx, "clean-shutdown")
+    ctx.session.toolstack.clean_shutdown(tv.vm)
+    detail = _expect_stop(ctx, tv, "poweroff")
+    ctx.destroy(tv)
+    return detail
+
+
+def clean_shutdown_no_ack(ctx: Context) -> str:
+    tv = _fresh(ctx, "shutdown-no-ack")
+    tv.guest.instruct(Instruction("onshutdown", "ignore", "none"))
+    tv.guest.wait_state("armed")
+    try:
+        ctx.session.toolstack.clean_shutdown(tv.vm)
+    except ToolstackError as exc:
+        expect(exc.code == _ack_code(ctx, "shutdown"), f"wrong error: {exc}")
+        _alive(ctx, tv.guest)
+        ctx.destroy(tv)
+        return str(exc)
+    raise ScenarioFailed(
+        "the toolstack reported a clean shutdown of a guest that never acknowledged"
+    )
+
+
+def armed_reboot_on_poweroff(ctx: Context) -> None:
+    tv = _fresh(ctx, "armed-reboot")
+    old = tv.guest.domid
+    tv.guest.instruct(Instruction("onshutdown", "reboot", "ok"))
+    tv.guest.wait_state("armed")
+    try:
+        ctx.session.toolstack.clean_shutdown(tv.vm)
+    except ToolstackError as exc:
+        # XAPI reports the surprise: the VM rebooted instead of halting.
+        expect(exc.code == "VM_REBOOTED", f"clean shutdown failed: {exc}")
+    ctx.wait_new_domain(tv, old)
+    ctx.destroy(tv)
+
+
+def clean_reboot(ctx: Context) -> None:
+    tv = _fresh(ctx, "clean-reboot")
+    old = tv.guest.domid
+    ctx.session.toolstack.clean_reboot(tv.vm)
+    ctx.wait_new_domain(tv, old)
+    expect(
+        tv.guest.read("data/test-vm/resumes") == "0", "a rebooted kernel must start from scratch"
+    )
+    ctx.destroy(tv)
+
+
+def hard_shutdown(ctx: Context) -> None:
+    tv = _fresh(ctx, "hard-shutdown")
+    tv.guest.instruct(Instruction("onshutdown", "ignore", "none"))
+    ctx.session.toolstack.hard_shutdown(tv.vm)
+    state = ctx.session.toolstack.power_state(tv.vm)
+    expect(state == "halted", f"power state {state}")
+    ctx.destroy(tv)
+
+
+def suspend_resume(ctx: Context) -> str:
+    tv = _fresh(ctx, "suspend-resume")
+    ts = ctx.session.toolstack
+    for round_trip in (1, 2):
+        old = tv.guest.domid
+        ts.suspend(tv.vm)
+        state = ts.power_state(tv.vm)
+        expect(state == "suspended", f"after suspend: power state {state}")
+        ts.resume(tv.vm)
+        ctx.refresh(tv)
+        tv.guest.wait_state("ready")
+        expect(tv.guest.domid != old, "resumed in the same domain")
+        resumes = tv.guest.read("data/test-vm/resumes")
+        expect(resumes == str(round_trip), f"resumes {resumes!r} after {round_trip} round trips")
+        _alive(ctx, tv.guest)
+    ctx.destroy(tv)
+    return f"2 round trips, domid now {tv.guest.domid}"
+
+
+def checkpoint(ctx: Context) -> None:
+    tv = _fresh(ctx, "checkpoint")
+    old = tv.guest.domid
+    ctx.toolstack.checkpoint(tv.vm)
+    ctx.refresh(tv)
+    expect(tv.guest.domid == old, "checkpoint moved the domain")
+    tv.guest.wait_state("ready")
+    _alive(ctx, tv.guest)
+    ctx.destroy(tv)
+
+
+def migrate(ctx: Context) -> str:
+    tv = _fresh(ctx, "migrate")
+    old = tv.guest.domid
+    ctx.session.toolstack.migrate(tv.vm)
+    ctx.refresh(tv)
+    tv.guest.wait_state("ready")
+    expect(tv.guest.domid != old, "still the old domain")
+    expect(tv.guest.read("data/test-vm/resumes") == "1", "resumes is not 1 after migration")
+    _alive(ctx, tv.guest)
+    ctx.destroy(tv)
+    return f"domid {old} -> {tv.guest.domid}"
+
+
+def suspend_no_ack(ctx: Context) -> str:
+    tv = _fresh(ctx, "suspend-no-ack")
+    tv.guest.instruct(Instruction("onshutdown", "ignore", "none"))
+    tv.guest.wait_state("armed")
+    try:
+        ctx.session.toolstack.suspend(tv.vm)
+    except ToolstackError as exc:
+        expect(exc.code == _ack_code(ctx, "suspend"), f"wrong error: {exc}")
+        _alive(ctx, tv.guest)
+        ctx.destroy(tv)
+        return str(exc)
+    raise ScenarioFailed("the toolstack suspended a guest that never acknowledged")
+
+
+ALL: list[Scenario] = [
+    Scenario(
+        "boot-status",
+        "guest",
+        "features=1, state ready, resumes 0, nothing armed",
+        boot_status,
+        shared_vm=True,
+    ),
+    Scenario(
+        "arm-and-fire",
+        "guest",
+        "testing acked (perms n0,b<domid>), armed; request acked, ignored",
+        arm_and_fire,
+        shared_vm=True,
+    ),
+    Scenario(
+        "replace-armed",
+        "guest",
+        "a new valid message replaces the armed one",
+        replace_armed,
+        shared_vm=True,
+    ),
+    Scenario(
+        "bogus-messages",
+        "guest",
+        "each invalid message acked, last-error set, armed kept",
+        bogus_messages,
+        shared_vm=True,
+    ),
+    Scenario(
+        "unknown-fields",
+        "guest",
+        "4000-byte message with unknown fields accepted",
+        unknown_fields,
+        shared_vm=True,
+    ),
+    Scenario(
+        "unknown-requests",
+        "guest",
+        "s3/garbage/3000 bytes: acknowledged and ignored",
+        unknown_requests,
+        shared_vm=True,
+    ),
+    Scenario(
+        "not-requests",
+        "guest",
+        "empty value and missing key are not requests",
+        not_requests,
+        shared_vm=True,
+    ),
+    Scenario(
+        "ack-none",
+        "guest",
+        "request left in place; same value again not acted on",
+        ack_none,
+        shared_vm=True,
+    ),
+    Scenario("ack-delete", "guest", "control/shutdown removed", ack_delete, shared_vm=True),
+    Scenario(
+        "ack-string",
+        "guest",
+        "control/shutdown holds the string, not re-read as a request",
+        ack_string,
+        shared_vm=True,
+    ),
+    Scenario(
+        "now-ignore",
+        "guest",
+        "now/ignore (ack field ignored): acked, nothing happens",
+        now_ignore,
+        shared_vm=True,
+    ),
+    _request_stops("poweroff", "poweroff"),
+    _request_stops("poweroff", "halt"),
+    _request_stops("crash", "crash"),
+    Scenario(
+        "request-reboot", "guest", "control/shutdown=reboot: new domain, ready", request_reboot
+    ),
+    _now_stops("poweroff", "poweroff"),
+    _now_stops("crash", "crash"),
+    _now_stops("suspend", "suspend"),
+    Scenario("now-reboot", "guest", "testing now/reboot: new domain, ready", now_reboot),
+    Scenario(
+        "armed-crash-on-poweroff",
+        "guest",
+        "armed crash replaces a poweroff request: crashed",
+        armed_action_replaces,
+    ),
+    Scenario(
+        "one-shot", "guest", "armed ignore fires once; the next poweroff powers off", one_shot
+    ),
+    Scenario(
+        "clean-shutdown",
+        "toolstack",
+        "toolstack clean shutdown: halted (reason poweroff)",
+        clean_shutdown,
+    ),
+    Scenario(
+        "clean-shutdown-no-ack",
+        "toolstack",
+        "guest armed ack none: the toolstack reports its acknowledgement error; guest keeps running",
+        clean_shutdown_no_ack,
+        background=True,
+    ),
+    Scenario(
+        "armed-reboot-on-poweroff",
+        "toolstack",
+        "armed reboot + clean shutdown: VM restarts",
+        armed_reboot_on_poweroff,
+    ),
+    Scenario(
+        "clean-reboot", "toolstack", "toolstack reboot: new domain, ready, resumes 0", clean_reboot
+    ),
+    Scenario("hard-shutdown", "toolstack", "silent guest destroyed: halted", hard_shutdown),
+    Scenario(
+        "suspend-resume",
+        "toolstack",
+        "suspend/resume twice: new domain, resumes 1 then 2",
+        suspend_resume,
+    ),
+    Scenario(
+        "checkpoint",
+        "toolstack",
+        "xl save -c: cancelled suspend, same domain, ready",
+        checkpoint,
+        frozenset({"xl"}),
+    ),
+    Scenario("migrate", "toolstack", "live migration to this host: new domain, resumes 1", migrate),
+    Scenario(
+        "suspend-no-ack",
+        "toolstack",
+        "guest armed ack none: suspend fails with the acknowledgement error; guest keeps running",
+        suspend_no_ack,
+        background=True,
+    ),
+]

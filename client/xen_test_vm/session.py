@@ -1,0 +1,112 @@
+"""One connection to a host: SSH, the detected toolstack, and xenstore on demand."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+from .guest import Guest
+from .remote import Host, LocalHost
+from .ssh import SSHHost
+from .toolstack import Toolstack, Vm, detect
+from .xapi import XapiToolstack
+from .xenstore import Xenstore
+from .xl import DEFAULT_DIR, XlToolstack
+
+XENSTORED_SOCKET = "/var/run/xenstored/socket"
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How to reach a host (command-line options)."""
+
+    host: str
+    ssh_config: Path | None = None
+    accept_new_host_key: bool = False
+    remote_dir: str = DEFAULT_DIR
+    xapi_user: str = "root"
+    xapi_password: str = ""
+
+
+def open_host(options: ConnectOptions) -> Host:
+    """SSH to the host, or this machine for host 'local' (running in dom0)."""
+    if options.host == LOCAL:
+        return LocalHost()
+    host = SSHHost(
+        options.host,
+        ssh_config=options.ssh_config,
+        accept_new_host_key=options.accept_new_host_key,
+    )
+    try:
+        host.connect()
+    except BaseException:
+        host.close()
+        raise
+    return host
+
+
+class Session:
+    """A connected host with its toolstack; close() releases everything."""
+
+    def __init__(self, options: ConnectOptions) -> None:
+        if options.host == "":
+            raise UsageError("no host given (--host HOST or XEN_TEST_VM_HOST)")
+        self.options = options
+        self.host = open_host(options)
+        self._xs: Xenstore | None = None
+        self._lock = threading.Lock()
+        try:
+            self.kind = detect(self.host)
+            self.toolstack: Toolstack = (
+                XapiToolstack(
+                    self.host,
+                    username=options.xapi_user,
+                    password=options.xapi_password
+                    or os.environ.get("XEN_TEST_VM_XAPI_PASSWORD", ""),
+                )
+                if self.kind == "xapi"
+                else XlToolstack(self.host, options.remote_dir)
+            )
+        except BaseException:
+            self.host.close()
+            raise
+
+    @property
+    def xs(self) -> Xenstore:
+        """xenstored, through a forwarded socket (opened on first use)."""
+        with self._lock:
+            if self._xs is None:
+                self._xs = Xenstore(self.host.unix_socket(XENSTORED_SOCKET))
+            return self._xs
+
+    def guest(self, vm: Vm) -> Guest:
+        """The VM's running domain."""
+        domid = self.toolstack.domid(vm)
+        if domid is None:
+            raise UsageError(f"VM {vm.name!r} is not running")
+        return Guest(self.xs, domid)
+
+    def find_vm(self, name: str) -> Vm:
+        """A registered VM by name."""
+        vm = self.toolstack.find(name)
+        if vm is None:
+            raise UsageError(f"no VM named {name!r} on {self.host.name}")
+        return vm
+
+    def close(self) -> None:
+        """Close xenstore, the XenAPI session and the SSH connection."""
+        if self._xs is not None:
+            self._xs.close()
+        if isinstance(self.toolstack, XapiToolstack):
+            self.toolstack.close()
+        self.host.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

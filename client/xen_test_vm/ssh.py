@@ -1,0 +1,273 @@
+"""SSH through the OpenSSH client: ~/.ssh/config, agents and known_hosts apply; one multiplexed connection."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ConnectionLost, HostKeyError, RemoteCommandError, SSHError, UsageError
+from .remote import CommandResult, Progress, atomic_write_command, shell_command, stream_file
+
+# user@host, an ssh_config alias, an IPv4/IPv6 literal; never something ssh could read as an option.
+_DESTINATION = re.compile(
+    r"^(?:[A-Za-z0-9._%+][A-Za-z0-9._%+-]*@)?[A-Za-z0-9_\[][A-Za-z0-9._:\[\]-]*$"
+)
+SSH_FAILED = 255
+
+_HOST_KEY_UNKNOWN = (
+    "Host key verification failed",
+    "No ED25519 host key is known",
+    "host key is known",
+)
+_HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED",)
+_UNREACHABLE = (
+    "Could not resolve hostname",
+    "Connection refused",
+    "Connection timed out",
+    "No route to host",
+    "Network is unreachable",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "Operation timed out",
+)
+_LOST = (
+    "Connection closed",
+    "Connection reset",
+    "Broken pipe",
+    "Timeout, server",
+    "client_loop: send disconnect",
+    "Control socket connect",
+    "mux_client_request_session",
+)
+_AUTH = ("Permission denied", "Too many authentication failures")
+
+
+def validate_destination(destination: str) -> str:
+    """Refuse host names that are empty, contain spaces or control characters, or look like options."""
+    if not _DESTINATION.match(destination):
+        raise UsageError(f"invalid host name {destination!r}")
+    return destination
+
+
+def classify_ssh_failure(destination: str, stderr: str) -> SSHError | None:
+    """Turn ssh's own messages (exit status 255) into a one-line error; None if it is not ssh's."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    text = "\n".join(lines)
+    if any(m in text for m in _HOST_KEY_CHANGED):
+        return HostKeyError(
+            f"the host key of {destination} has CHANGED since it was recorded in known_hosts; "
+            "refusing to connect (check the host, then fix known_hosts)"
+        )
+    if any(m in text for m in _HOST_KEY_UNKNOWN):
+        return HostKeyError(
+            f"the host key of {destination} is not in known_hosts; verify it, or pass "
+            "--accept-new-host-key to trust a key seen for the first time"
+        )
+    for marks, what in ((_UNREACHABLE, "cannot reach"), (_AUTH, "cannot log in to")):
+        hit = next((ln for ln in lines if any(m in ln for m in marks)), None)
+        if hit:
+            return SSHError(f"{what} {destination}: {hit}")
+    hit = next((ln for ln in lines if any(m in ln for m in _LOST)), None)
+    if hit:
+        return ConnectionLost(f"connection to {destination} lost: {hit}")
+    if lines and (lines[-1].startswith("ssh:") or lines[-1].startswith("kex_")):
+        return SSHError(f"ssh to {destination} failed: {lines[-1]}")
+    return None
+
+
+class SSHHost:
+    """A Xen host reached with `ssh`, multiplexed over one ControlMaster connection."""
+
+    def __init__(
+        self,
+        destination: str,
+        *,
+        ssh_config: Path | None = None,
+        accept_new_host_key: bool = False,
+        connect_timeout: int = 10,
+        ssh_binary: str = "ssh",
+    ) -> None:
+        self.name = validate_destination(destination)
+        if ssh_config is not None and not ssh_config.is_file():
+            raise UsageError(f"ssh config file {ssh_config} does not exist")
+        if shutil.which(ssh_binary) is None:
+            raise UsageError(f"the OpenSSH client ({ssh_binary}) is not installed")
+        self._ssh = ssh_binary
+        self._config = ssh_config
+        self._accept_new = accept_new_host_key
+        self._connect_timeout = connect_timeout
+        # Short path: a unix socket path may not exceed ~104 bytes.
+        self._control_dir = Path(tempfile.mkdtemp(prefix="xtvm-"))
+        self._lock = threading.Lock()
+        self._connected = False
+        self._forwards: dict[str, str] = {}
+
+    @property
+    def control_path(self) -> Path:
+        """The ControlMaster socket."""
+        return self._control_dir / "cm"
+
+    def ssh_argv(self, *, multiplex: bool = True) -> list[str]:
+        """The ssh command line up to (and including) the destination."""
+        argv = [self._ssh]
+        if self._config is not None:
+            argv += ["-F", str(self._config)]
+        options = {
+            "BatchMode": "yes",
+            "StrictHostKeyChecking": "accept-new" if self._accept_new else "yes",
+            "ConnectTimeout": str(self._connect_timeout),
+            "ServerAliveInterval": "5",
+            "ServerAliveCountMax": "3",
+            "LogLevel": "ERROR",
+        }
+        if multiplex:
+            options |= {
+                "ControlMaster": "auto",
+                "ControlPath": str(self.control_path),
+                # The master outlives a killed client only this long once idle.
+                "ControlPersist": "60",
+            }
+        for key, value in options.items():
+            argv += ["-o", f"{key}={value}"]
+        return [*argv, "--", self.name]
+
+    def _raise_for_ssh(self, proc_returncode: int, stderr: str) -> None:
+        if proc_returncode == SSH_FAILED:
+            error = classify_ssh_failure(self.name, stderr)
+            if error is not None:
+                raise error
+
+    def connect(self) -> None:
+        """Open the master connection (idempotent); raises on unreachable hosts and bad keys."""
+        with self._lock:
+            if self._connected and self.control_path.exists():
+                return
+            proc = subprocess.run(
+                [*self.ssh_argv(), "true"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=self._connect_timeout * 3 + 30,
+                start_new_session=True,
+            )
+            stderr = proc.stderr.decode(errors="replace")
+            self._raise_for_ssh(proc.returncode, stderr)
+            if proc.returncode != 0:
+                raise SSHError(f"ssh to {self.name} failed: {stderr.strip() or proc.returncode}")
+            self._connected = True
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 120.0,
+        check: bool = True,
+    ) -> CommandResult:
+        """Run argv on the host; each argument is quoted for the remote shell."""
+        self.connect()
+        command = shell_command(argv)
+        try:
+            proc = subprocess.run(
+                [*self.ssh_argv(), command],
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired:
+            raise SSHError(
+                f"{argv[0]} on {self.name} did not finish within {timeout:.0f} s"
+            ) from None
+        stderr = proc.stderr.decode(errors="replace")
+        self._raise_for_ssh(proc.returncode, stderr)
+        result = CommandResult(
+            list(argv), proc.returncode, proc.stdout.decode(errors="replace"), stderr
+        )
+        return result.check() if check else result
+
+    def copy_in(self, local: Path, remote_path: str, progress: Progress | None = None) -> None:
+        """Stream the file through `cat` into a temporary name, then rename it."""
+        self.connect()
+        size = local.stat().st_size
+        with local.open("rb") as src:
+            proc = subprocess.Popen(
+                [*self.ssh_argv(), shell_command(atomic_write_command(remote_path))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            assert proc.stdin is not None and proc.stderr is not None
+            try:
+                stream_file(src, proc.stdin, size, progress)
+            except BrokenPipeError:
+                pass
+            finally:
+                proc.stdin.close()
+            stderr = proc.stderr.read().decode(errors="replace")
+            returncode = proc.wait()
+        self._raise_for_ssh(returncode, stderr)
+        if returncode != 0:
+            raise RemoteCommandError(["cat", remote_path], returncode, stderr)
+
+    def open_stream(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """Start a command whose stdin stays open (the reaper's lifeline)."""
+        self.connect()
+        return subprocess.Popen(
+            [*self.ssh_argv(), shell_command(argv)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            # Ctrl-C goes to the client only: the lifeline must outlive it until cleanup is done.
+            start_new_session=True,
+        )
+
+    def unix_socket(self, remote_path: str) -> str:
+        """Forward the remote unix socket to a private local one over the master connection."""
+        self.connect()
+        with self._lock:
+            if remote_path in self._forwards:
+                return self._forwards[remote_path]
+            local = str(self._control_dir / f"fwd{len(self._forwards)}")
+            proc = subprocess.run(
+                [
+                    *self.ssh_argv()[:-2],
+                    "-O",
+                    "forward",
+                    "-L",
+                    f"{local}:{remote_path}",
+                    "--",
+                    self.name,
+                ],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+            )
+            if proc.returncode != 0:
+                raise SSHError(
+                    f"cannot forward {remote_path} from {self.name}: "
+                    f"{proc.stderr.decode(errors='replace').strip()}"
+                )
+            self._forwards[remote_path] = local
+            return local
+
+    def close(self) -> None:
+        """Stop the master connection and remove the private directory."""
+        with self._lock:
+            if self.control_path.exists():
+                subprocess.run(
+                    [*self.ssh_argv()[:-2], "-O", "exit", "--", self.name],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+            self._connected = False
+            self._forwards.clear()
+            shutil.rmtree(self._control_dir, ignore_errors=True)

@@ -1,0 +1,259 @@
+"""xenstore access through pyxs, with deadlines on every request and watch-driven waits."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import pyxs
+from pyxs._internal import NUL, Op, Packet, next_rq_id
+
+from .errors import ConnectionLost, GuestTimeout, XenstoreError
+
+T = TypeVar("T")
+REQUEST_TIMEOUT = 30.0
+_tokens = itertools.count()
+
+
+class _Reply:
+    """A reply slot that gives up at a deadline or when the connection dies."""
+
+    def __init__(self, timeout: float) -> None:
+        self._ready = threading.Event()
+        self._timeout = timeout
+        self._packet: Any = None
+        self._failure: str | None = None
+
+    def set(self, packet: Any) -> None:
+        self._packet = packet
+        self._ready.set()
+
+    def fail(self, reason: str) -> None:
+        self._failure = reason
+        self._ready.set()
+
+    def get(self) -> Any:
+        if not self._ready.wait(self._timeout):
+            raise XenstoreError(f"xenstored did not answer within {self._timeout:.0f} s")
+        if self._failure is not None:
+            raise ConnectionLost(f"xenstore connection lost: {self._failure}")
+        return self._packet
+
+
+class _Router(pyxs.Router):  # type: ignore[misc]
+    """pyxs's router, but a dead connection fails pending requests and wakes watchers."""
+
+    def __init__(self, connection: Any, timeout: float) -> None:
+        super().__init__(connection)
+        self.timeout = timeout
+        self.lost: str | None = None
+
+    def send(self, packet: Any) -> _Reply:
+        with self.send_lock:
+            if self.lost is not None:
+                raise ConnectionLost(f"xenstore connection lost: {self.lost}")
+            reply = _Reply(self.timeout)
+            self.rvars[packet.rq_id] = reply
+            try:
+                self.connection.send(packet)
+            except pyxs.PyXSError as exc:
+                raise ConnectionLost(f"xenstore connection lost: {exc}") from None
+            return reply
+
+    def __call__(self) -> None:
+        reason = "closed"
+        try:
+            super().__call__()
+        except Exception as exc:  # the router thread must never die silently
+            reason = str(exc) or type(exc).__name__
+        finally:
+            self.lost = reason
+            for reply in list(self.rvars.values()):
+                reply.fail(reason)
+            self.rvars.clear()
+            for monitors in list(self.monitors.values()):
+                for monitor in monitors:
+                    monitor.events.put(None)
+
+
+class _Client(pyxs.Client):  # type: ignore[misc]
+    """pyxs's client without its 7-bit check: testers must be able to send non-ASCII bytes."""
+
+    def execute_command(self, op: int, *args: bytes, **kwargs: Any) -> bytes:
+        kwargs.update(tx_id=self.tx_id, rq_id=next_rq_id())
+        packet = self.router.send(Packet(op, b"".join(args), **kwargs)).get()
+        if packet.op == Op.ERROR:
+            raise pyxs.helpers.error(packet.payload[:-1])
+        if packet.op != op or packet.tx_id != self.tx_id:
+            raise pyxs.UnexpectedPacket(packet)
+        result: bytes = packet.payload.rstrip(NUL)
+        return result
+
+
+def _b(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+class Watch:
+    """A xenstore watch whose events are read with a deadline."""
+
+    def __init__(self, client: _Client, paths: Sequence[str]) -> None:
+        self._monitor = client.monitor()
+        self._token = f"xtvm{next(_tokens)}".encode()
+        try:
+            for path in paths:
+                self._monitor.watch(_b(path), self._token)
+        except pyxs.PyXSError as exc:
+            self.close()
+            raise XenstoreError(f"cannot watch {', '.join(paths)}: {exc}") from None
+
+    def next_event(self, deadline: float) -> str | None:
+        """The next changed path, or None at the deadline."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            event = self._monitor.events.get(timeout=remaining)
+        except queue.Empty:
+            return None
+        if event is None:
+            raise ConnectionLost("xenstore connection lost while waiting")
+        return str(event.path.decode(errors="replace"))
+
+    def close(self) -> None:
+        with contextlib.suppress(pyxs.PyXSError, ConnectionLost, XenstoreError):
+            self._monitor.close()
+
+
+class Xenstore:
+    """A connection to xenstored (a local socket, or one forwarded over SSH)."""
+
+    def __init__(self, socket_path: str, timeout: float = REQUEST_TIMEOUT) -> None:
+        self._router = _Router(pyxs.connection.UnixSocketConnection(socket_path), timeout)
+        self._client = _Client(router=self._router)
+        try:
+            self._client.connect()
+        except pyxs.PyXSError as exc:
+            raise XenstoreError(f"cannot connect to xenstored: {exc}") from None
+
+    def close(self) -> None:
+        """Stop the router thread."""
+        self._client.close()
+
+    def __enter__(self) -> Xenstore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except pyxs.PyXSError as exc:
+            raise XenstoreError(f"xenstore {what}: {exc}") from None
+
+    def read(self, path: str) -> str | None:
+        """The value at path, or None if the node does not exist."""
+        raw = self.read_bytes(path)
+        return None if raw is None else raw.decode(errors="replace")
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """The raw value at path, or None if the node does not exist."""
+        try:
+            value: bytes = self._client.read(_b(path))
+        except pyxs.PyXSError as exc:
+            if exc.args and exc.args[0] == errno.ENOENT:
+                return None
+            raise XenstoreError(f"xenstore read {path}: {exc}") from None
+        return value
+
+    def list(self, path: str) -> list[str]:
+        """Children of path ([] if it does not exist)."""
+        try:
+            return [c.decode(errors="replace") for c in self._client.list(_b(path))]
+        except pyxs.PyXSError as exc:
+            if exc.args and exc.args[0] == errno.ENOENT:
+                return []
+            raise XenstoreError(f"xenstore directory {path}: {exc}") from None
+
+    def get_perms(self, path: str) -> list[str]:
+        """The node's permission list, e.g. ['n0', 'b5']."""
+        return self._call(
+            f"get-perms {path}", lambda: [p.decode() for p in self._client.get_perms(_b(path))]
+        )
+
+    def write(self, path: str, value: str | bytes, perms: Iterable[str] | None = None) -> None:
+        """Write value; with perms, set them in the same transaction so no watcher sees other ones."""
+        if perms is None:
+            self._call(f"write {path}", lambda: self._client.write(_b(path), _b(value)))
+            return
+        perm_list = [_b(p) for p in perms]
+        for _ in range(20):
+            tx = copy.copy(self._client)  # own transaction id, shared router
+            self._call("transaction start", tx.transaction)
+            try:
+                tx.write(_b(path), _b(value))
+                tx.set_perms(_b(path), perm_list)
+            except pyxs.PyXSError as exc:
+                self._call("transaction rollback", tx.rollback)
+                raise XenstoreError(f"xenstore write {path}: {exc}") from None
+            if self._call("transaction commit", tx.commit):
+                return
+        raise XenstoreError(f"xenstore write {path}: transaction kept conflicting")
+
+    def remove(self, path: str) -> None:
+        """Delete a node (and children); a missing node is fine."""
+        try:
+            self._client.delete(_b(path))
+        except pyxs.PyXSError as exc:
+            if not (exc.args and exc.args[0] == errno.ENOENT):
+                raise XenstoreError(f"xenstore rm {path}: {exc}") from None
+
+    def watch(self, paths: Sequence[str]) -> Watch:
+        """Watch paths (a watch fires once when registered, and may fire spuriously)."""
+        return Watch(self._client, paths)
+
+    def wait_for(
+        self,
+        paths: Sequence[str],
+        check: Callable[[], T | None],
+        timeout: float,
+        what: str,
+    ) -> T:
+        """Re-evaluate check() on every change under paths until it returns a value, or time out."""
+        deadline = time.monotonic() + timeout
+        watch = self.watch(paths)
+        try:
+            while True:
+                result = check()
+                if result is not None:
+                    return result
+                # Drain until something changes (or the deadline passes).
+                if watch.next_event(deadline) is None:
+                    result = check()
+                    if result is not None:
+                        return result
+                    raise GuestTimeout(f"{what}: nothing within {timeout:g} s")
+        finally:
+            watch.close()
+
+
+def domain_path(domid: int) -> str:
+    """A guest's home in xenstore."""
+    return f"/local/domain/{domid}"
+
+
+def find_domids_by_name(xs: Xenstore, name: str) -> list[int]:
+    """Domain ids whose xenstore name is exactly `name` (works for any characters in the name)."""
+    found = []
+    for child in xs.list("/local/domain"):
+        if child.isdigit() and child != "0" and xs.read(f"/local/domain/{child}/name") == name:
+            found.append(int(child))
+    return sorted(found)

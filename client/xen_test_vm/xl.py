@@ -1,0 +1,224 @@
+"""The plain-Xen backend: xl over SSH, one config file per VM under the remote directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from .errors import RemoteCommandError, ToolstackError
+from .remote import Host
+from .toolstack import Toolstack, Vm, VmSpec
+
+DEFAULT_DIR = "/var/lib/xen-test-vm"
+ACK_FAILURE = "ACK_TIMEOUT"
+# libxl waits 60 s for a guest to acknowledge a control/shutdown request.
+ACK_WAIT = 60.0
+SLOW = 180.0
+
+
+def xl_string(value: str) -> str:
+    """A double-quoted xl config string (libxlu's escapes: \\" \\\\ \\n \\xHH)."""
+    out = []
+    for byte in value.encode():
+        char = chr(byte)
+        if char in "\"'\\":
+            out.append("\\" + char)
+        elif 0x20 <= byte < 0x7F:
+            out.append(char)
+        else:
+            out.append(f"\\x{byte:02x}")
+    return '"' + "".join(out) + '"'
+
+
+def config_slug(name: str) -> str:
+    """A file name for a VM: readable part plus a hash, whatever the VM name holds."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:40].strip("._") or "vm"
+    return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+def xl_config(spec: VmSpec) -> str:
+    """The xl domain configuration for a test VM."""
+    lines = {
+        "name": xl_string(spec.name),
+        "type": '"pv"',
+        "kernel": xl_string(spec.kernel),
+        "cmdline": xl_string(spec.cmdline),
+        "memory": str(spec.memory_mib),
+        "maxmem": str(spec.memory_mib),
+        "vcpus": str(spec.vcpus),
+        "on_poweroff": xl_string(spec.on_poweroff),
+        "on_reboot": xl_string(spec.on_reboot),
+        "on_crash": xl_string(spec.on_crash),
+    }
+    return "".join(f"{key} = {value}\n" for key, value in lines.items())
+
+
+def classify_xl_failure(operation: str, error: RemoteCommandError) -> ToolstackError:
+    """Map xl's messages to stable error codes (ACK_TIMEOUT is the guest not answering)."""
+    text = error.stderr
+    if "didn't acknowledge" in text or "acknowledgement of" in text or "timed out" in text:
+        code = ACK_FAILURE
+    elif "not found" in text.lower() or "invalid domain" in text.lower():
+        code = "NO_SUCH_DOMAIN"
+    else:
+        code = "XL_FAILED"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if "acknowledge" in ln), lines[-1] if lines else "")
+    return ToolstackError(code, f"xl {operation}: {detail}")
+
+
+class XlToolstack(Toolstack):
+    """xl on a plain Xen host."""
+
+    kind = "xl"
+
+    def __init__(
+        self, host: Host, remote_dir: str = DEFAULT_DIR, state_dir: str | None = None
+    ) -> None:
+        super().__init__(host)
+        self.remote_dir = remote_dir.rstrip("/") or "/"
+        # Save images are big: smoke runs put them into their own scratch directory.
+        self.state_dir = state_dir or f"{self.remote_dir}/saved"
+
+    def kernel_dir(self) -> str:
+        """xl boots a kernel from any path."""
+        return self.remote_dir
+
+    def config_path(self, name: str) -> str:
+        """Where the VM's xl config lives."""
+        return f"{self.remote_dir}/vms/{config_slug(name)}.cfg"
+
+    def save_path(self, vm: Vm) -> str:
+        """Where `xl save` writes the VM's image."""
+        return f"{self.state_dir}/{config_slug(vm.name)}.save"
+
+    def _xl(self, operation: str, *args: str, timeout: float = SLOW) -> str:
+        try:
+            return self.host.run(["xl", operation, *args], timeout=timeout).stdout
+        except RemoteCommandError as exc:
+            raise classify_xl_failure(operation, exc) from None
+
+    def find(self, name: str) -> Vm | None:
+        """A VM is registered when its config file exists."""
+        path = self.config_path(name)
+        if self.host.run(["test", "-f", path], check=False).returncode == 0:
+            return Vm(name=name, ref=path)
+        return None
+
+    def define(self, spec: VmSpec) -> Vm:
+        """Write (or rewrite) the VM's xl config atomically."""
+        path = self.config_path(spec.name)
+        self.host.run(["mkdir", "-p", f"{self.remote_dir}/vms", self.state_dir])
+        self.host.run(
+            [
+                "sh",
+                "-c",
+                'cat > "$1.part" && mv -f "$1.part" "$1"',
+                "sh",
+                path,
+            ],
+            input=xl_config(spec).encode(),
+        )
+        return Vm(name=spec.name, ref=path)
+
+    def undefine(self, vm: Vm) -> None:
+        """Remove the config and any save image."""
+        self.host.run(["rm", "-f", vm.ref, self.save_path(vm)])
+
+    def domains(self) -> list[dict[str, Any]]:
+        """`xl list -l`: every domain with its full config (names survive any characters)."""
+        out = self._xl("list", "-l", timeout=60)
+        if not out.strip():
+            return []
+        data = json.loads(out)
+        return data if isinstance(data, list) else [data]
+
+    def domid(self, vm: Vm) -> int | None:
+        """The domain running under the VM's name."""
+        for dom in self.domains():
+            if dom.get("config", {}).get("c_info", {}).get("name") == vm.name:
+                return int(dom["domid"])
+        return None
+
+    def _require_domid(self, vm: Vm) -> str:
+        domid = self.domid(vm)
+        if domid is None:
+            raise ToolstackError("VM_NOT_RUNNING", f"{vm.name!r} has no domain")
+        return str(domid)
+
+    def domain_state(self, domid: int) -> tuple[str, int | None]:
+        """(state letters, shutdown reason code) from `xl list -v`."""
+        out = self._xl("list", "-v", str(domid), timeout=60)
+        row = out.strip().splitlines()[-1].split()
+        # Name may contain spaces: count from the ID column, found by value.
+        idx = next(i for i, tok in enumerate(row) if tok == str(domid))
+        state = row[idx + 3]
+        reason = row[idx + 6] if len(row) > idx + 6 else "-"
+        return state, int(reason) if reason.lstrip("-").isdigit() else None
+
+    def power_state(self, vm: Vm) -> str:
+        """Map xl's state letters to XAPI-like words."""
+        domid = self.domid(vm)
+        if domid is None:
+            saved = self.host.run(["test", "-f", self.save_path(vm)], check=False).returncode == 0
+            return "suspended" if saved else "halted"
+        state, _ = self.domain_state(domid)
+        if "c" in state:
+            return "crashed"
+        if "s" in state:
+            return "shutdown"
+        if "p" in state:
+            return "paused"
+        return "running"
+
+    def start(self, vm: Vm) -> None:
+        """xl create (returns once the domain is built and unpaused)."""
+        self._xl("create", vm.ref)
+
+    def clean_shutdown(self, vm: Vm) -> None:
+        """xl shutdown -w: libxl fails after 60 s without the guest's acknowledgement."""
+        self._xl("shutdown", "-w", self._require_domid(vm), timeout=ACK_WAIT + SLOW)
+
+    def hard_shutdown(self, vm: Vm) -> None:
+        """xl destroy."""
+        domid = self.domid(vm)
+        if domid is not None:
+            self._xl("destroy", str(domid))
+
+    def clean_reboot(self, vm: Vm) -> None:
+        """xl reboot -w."""
+        self._xl("reboot", "-w", self._require_domid(vm), timeout=ACK_WAIT + SLOW)
+
+    def suspend(self, vm: Vm) -> None:
+        """xl save into the state directory (the domain is gone afterwards)."""
+        self.host.run(["mkdir", "-p", self.state_dir])
+        self._xl("save", self._require_domid(vm), self.save_path(vm), timeout=ACK_WAIT + SLOW)
+
+    def checkpoint(self, vm: Vm) -> None:
+        """xl save -c: the guest sees a cancelled suspend and carries on."""
+        self.host.run(["mkdir", "-p", self.state_dir])
+        self._xl("save", "-c", self._require_domid(vm), self.save_path(vm), timeout=ACK_WAIT + SLOW)
+        self.host.run(["rm", "-f", self.save_path(vm)])
+
+    def resume(self, vm: Vm) -> None:
+        """xl restore, then drop the image."""
+        self._xl("restore", self.save_path(vm))
+        self.host.run(["rm", "-f", self.save_path(vm)])
+
+    def migrate(self, vm: Vm, destination: str | None = None) -> None:
+        """xl migrate; to this host, the receiver runs locally (`-s ""` runs the 'host' as command)."""
+        domid = self._require_domid(vm)
+        if destination is None:
+            self._xl("migrate", "-s", "", domid, "xl migrate-receive", timeout=SLOW * 2)
+        else:
+            self._xl("migrate", domid, destination, timeout=SLOW * 2)
+
+    def cleanup_commands(self, vm: Vm) -> list[list[str]]:
+        """Destroy every domain that may carry the VM (also half-migrated ones), drop its files."""
+        commands = [
+            ["xl", "destroy", name]
+            for name in (vm.name, f"{vm.name}--incoming", f"{vm.name}--migratedaway")
+        ]
+        return [*commands, ["rm", "-f", vm.ref, self.save_path(vm)]]
