@@ -379,7 +379,10 @@ void proto_on_testing(struct proto *p, const char *value, size_t len, bool prese
     out->ack_testing = true;
 
     if (!read_message(p, value, len, &msg)) {
-        log_line(&ev, "bogus command: ", p->last_error, p->last_error_len);
+        /* last_error is printable already (reasons quote values through put_printable). */
+        kbuf_puts(&ev.console, "bogus command: ");
+        kbuf_putn(&ev.console, p->last_error, p->last_error_len);
+        kbuf_putc(&ev.console, '\n');
         status_last_error(&ev);
         goto done;
     }

@@ -1,0 +1,411 @@
+/*
+ * Host unit tests for the byte-level code: the xenstore wire codec, the string helpers, and the
+ * JSON reader's bounds. Prints "ok <case>" or "FAIL <case>: <check>" per case, exits 1 if any
+ * case failed. Protocol behaviour is tested from the pytest tables through driver.c instead.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "kstring.h"
+#include "protocol.h"
+#include "xs_wire.h"
+
+static int failures;
+static const char *current;
+static bool current_failed;
+
+#define CHECK(cond)                                                                               \
+    do {                                                                                          \
+        if (!(cond) && !current_failed) {                                                         \
+            printf("FAIL %s: %s (line %d)\n", current, #cond, __LINE__);                          \
+            current_failed = true;                                                                \
+        }                                                                                         \
+    } while (0)
+
+#define CASE(name) static void name(void)
+
+static void run(const char *name, void (*fn)(void))
+{
+    current = name;
+    current_failed = false;
+    fn();
+    if (current_failed)
+        failures++;
+    else
+        printf("ok %s\n", name);
+}
+
+static uint8_t buf[XSW_MESSAGE_MAX + 64];
+
+static struct xsd_sockmsg header_of(const void *p)
+{
+    struct xsd_sockmsg h;
+
+    memcpy(&h, p, sizeof(h));
+    return h;
+}
+
+CASE(xs_header_layout_matches_xen)
+{
+    /* The daemon reads four native uint32 fields; a padding change would break every message. */
+    CHECK(XSW_HEADER_SIZE == 16);
+    CHECK(XS_WATCH_EVENT == 15 && XS_ERROR == 16 && XS_READ == 2 && XS_WRITE == 11);
+}
+
+CASE(xs_encode_read_has_nul_terminated_path)
+{
+    size_t n = xsw_encode_read(buf, sizeof(buf), 7, 3, "control/shutdown");
+    struct xsd_sockmsg h = header_of(buf);
+
+    CHECK(n == 16 + 17);
+    CHECK(h.type == XS_READ && h.req_id == 7 && h.tx_id == 3 && h.len == 17);
+    CHECK(memcmp(buf + 16, "control/shutdown", 17) == 0);
+}
+
+CASE(xs_encode_write_value_has_no_nul)
+{
+    size_t n = xsw_encode_write(buf, sizeof(buf), 9, 0, "data/test-vm/state", "ready", 5);
+    struct xsd_sockmsg h = header_of(buf);
+
+    CHECK(h.type == XS_WRITE && h.req_id == 9 && h.len == 19 + 5);
+    CHECK(n == 16 + 24);
+    CHECK(memcmp(buf + 16, "data/test-vm/state\0ready", 24) == 0);
+}
+
+CASE(xs_encode_write_empty_value)
+{
+    size_t n = xsw_encode_write(buf, sizeof(buf), 1, 0, "control/shutdown", "", 0);
+
+    CHECK(n == 16 + 17);
+    CHECK(header_of(buf).len == 17);
+    CHECK(buf[16 + 16] == '\0');
+}
+
+CASE(xs_encode_watch_and_unwatch_two_strings)
+{
+    size_t n = xsw_encode_watch(buf, sizeof(buf), 4, "control/testing", "t");
+    struct xsd_sockmsg h = header_of(buf);
+
+    CHECK(n == 16 + 16 + 2 && h.type == XS_WATCH && h.tx_id == 0);
+    CHECK(memcmp(buf + 16, "control/testing\0t\0", 18) == 0);
+    n = xsw_encode_unwatch(buf, sizeof(buf), 5, "control/testing", "t");
+    CHECK(n == 34 && header_of(buf).type == XS_UNWATCH);
+}
+
+CASE(xs_encode_rm)
+{
+    size_t n = xsw_encode_rm(buf, sizeof(buf), 6, 0, "control/shutdown");
+
+    CHECK(n == 33 && header_of(buf).type == XS_RM);
+}
+
+CASE(xs_encode_refuses_payload_over_limit)
+{
+    static char big[XENSTORE_PAYLOAD_MAX];
+    size_t n;
+
+    memset(big, 'x', sizeof(big));
+    /* "p\0" + 4094 bytes = 4096: exactly the limit. */
+    n = xsw_encode_write(buf, sizeof(buf), 1, 0, "p", big, XENSTORE_PAYLOAD_MAX - 2);
+    CHECK(n == 16 + XENSTORE_PAYLOAD_MAX);
+    n = xsw_encode_write(buf, sizeof(buf), 1, 0, "p", big, XENSTORE_PAYLOAD_MAX - 1);
+    CHECK(n == 0);
+}
+
+CASE(xs_encode_refuses_small_buffer_and_leaves_it)
+{
+    uint8_t small[20];
+
+    memset(small, 0xab, sizeof(small));
+    CHECK(xsw_encode_read(small, sizeof(small), 1, 0, "control/shutdown") == 0);
+    CHECK(small[0] == 0xab && small[19] == 0xab);
+    CHECK(xsw_encode_read(small, 10, 1, 0, "") == 0);
+    CHECK(xsw_encode_read(small, sizeof(small), 1, 0, "abc") == 20);
+}
+
+CASE(xs_message_size_needs_header_and_rejects_oversize)
+{
+    struct xsd_sockmsg h = { .type = XS_READ, .req_id = 1, .tx_id = 0, .len = 5 };
+
+    memcpy(buf, &h, sizeof(h));
+    CHECK(xsw_message_size(buf, 0) == 0);
+    CHECK(xsw_message_size(buf, 15) == 0);
+    CHECK(xsw_message_size(buf, 16) == 21);
+    h.len = XENSTORE_PAYLOAD_MAX;
+    memcpy(buf, &h, sizeof(h));
+    CHECK(xsw_message_size(buf, 16) == 16 + XENSTORE_PAYLOAD_MAX);
+    h.len = XENSTORE_PAYLOAD_MAX + 1;
+    memcpy(buf, &h, sizeof(h));
+    CHECK(xsw_message_size(buf, 16) == SIZE_MAX);
+}
+
+CASE(xs_decode_roundtrip_and_length_mismatch)
+{
+    struct xsw_msg m;
+    size_t n = xsw_encode_write(buf, sizeof(buf), 42, 8, "a/b", "value", 5);
+
+    CHECK(xsw_decode(buf, n, &m));
+    CHECK(m.type == XS_WRITE && m.req_id == 42 && m.tx_id == 8 && m.len == 9);
+    CHECK(memcmp(m.payload, "a/b\0value", 9) == 0);
+    CHECK(!xsw_decode(buf, n - 1, &m));
+    CHECK(!xsw_decode(buf, n + 1, &m));
+    CHECK(!xsw_decode(buf, 15, &m));
+}
+
+static size_t make_msg(uint32_t type, uint32_t req_id, const char *payload, size_t len)
+{
+    struct xsd_sockmsg h = { .type = type, .req_id = req_id, .tx_id = 0, .len = (uint32_t)len };
+
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), payload, len);
+    return sizeof(h) + len;
+}
+
+CASE(xs_error_names_map_both_ways)
+{
+    static const char *const names[] = { "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT",
+                                         "ENOMEM", "ENOSPC", "EIO", "ENOTEMPTY", "ENOSYS",
+                                         "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG",
+                                         "EPERM" };
+
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        enum xsw_error e = xsw_error_from_name(names[i], strlen(names[i]));
+
+        CHECK(e != XSW_EUNKNOWN && e != XSW_OK);
+        CHECK(strcmp(xsw_error_name(e), names[i]) == 0);
+    }
+    CHECK(xsw_error_from_name("ENOENTX", 7) == XSW_EUNKNOWN);
+    CHECK(xsw_error_from_name("ENOEN", 5) == XSW_EUNKNOWN);
+    CHECK(strcmp(xsw_error_name((enum xsw_error)999), "EUNKNOWN") == 0);
+}
+
+CASE(xs_reply_error_from_payload)
+{
+    struct xsw_msg m;
+    size_t n;
+
+    n = make_msg(XS_ERROR, 3, "ENOENT", 7); /* with the NUL xenstored sends */
+    CHECK(xsw_decode(buf, n, &m) && xsw_reply_error(&m) == XSW_ENOENT);
+    n = make_msg(XS_ERROR, 3, "EACCES", 6); /* without it */
+    CHECK(xsw_decode(buf, n, &m) && xsw_reply_error(&m) == XSW_EACCES);
+    n = make_msg(XS_ERROR, 3, "EWHAT", 6);
+    CHECK(xsw_decode(buf, n, &m) && xsw_reply_error(&m) == XSW_EUNKNOWN);
+    n = make_msg(XS_ERROR, 3, "", 0);
+    CHECK(xsw_decode(buf, n, &m) && xsw_reply_error(&m) == XSW_EPROTO);
+    n = make_msg(XS_ERROR, 3, "ENOENT\0junk", 11);
+    CHECK(xsw_decode(buf, n, &m) && xsw_reply_error(&m) == XSW_EPROTO);
+    n = make_msg(XS_READ, 3, "ENOENT", 6); /* a value that merely looks like an error name */
+    CHECK(xsw_decode(buf, n, &m) && xsw_reply_error(&m) == XSW_OK);
+}
+
+CASE(xs_watch_event_split)
+{
+    struct xsw_msg m;
+    const char *path, *token;
+    size_t plen, tlen, n;
+
+    n = make_msg(XS_WATCH_EVENT, 0, "/local/domain/5/control/shutdown\0shutdown\0", 42);
+    CHECK(xsw_decode(buf, n, &m));
+    CHECK(xsw_decode_watch_event(&m, &path, &plen, &token, &tlen));
+    CHECK(plen == 32 && memcmp(path, "/local/domain/5/control/shutdown", 32) == 0);
+    CHECK(tlen == 8 && memcmp(token, "shutdown", 8) == 0);
+
+    n = make_msg(XS_WATCH_EVENT, 0, "a\0tok", 5); /* last NUL missing */
+    CHECK(xsw_decode(buf, n, &m) && xsw_decode_watch_event(&m, &path, &plen, &token, &tlen));
+    CHECK(plen == 1 && tlen == 3);
+    n = make_msg(XS_WATCH_EVENT, 0, "a\0\0", 3); /* empty token is allowed */
+    CHECK(xsw_decode(buf, n, &m) && xsw_decode_watch_event(&m, &path, &plen, &token, &tlen));
+    CHECK(tlen == 0);
+}
+
+CASE(xs_watch_event_malformed)
+{
+    struct xsw_msg m;
+    const char *path, *token;
+    size_t plen, tlen, n;
+
+    n = make_msg(XS_WATCH_EVENT, 0, "nonul", 5);
+    CHECK(xsw_decode(buf, n, &m) && !xsw_decode_watch_event(&m, &path, &plen, &token, &tlen));
+    n = make_msg(XS_WATCH_EVENT, 0, "\0tok\0", 5); /* empty path */
+    CHECK(xsw_decode(buf, n, &m) && !xsw_decode_watch_event(&m, &path, &plen, &token, &tlen));
+    n = make_msg(XS_WATCH_EVENT, 0, "a\0b\0c", 5); /* a third string */
+    CHECK(xsw_decode(buf, n, &m) && !xsw_decode_watch_event(&m, &path, &plen, &token, &tlen));
+    n = make_msg(XS_READ, 0, "a\0b\0", 4);
+    CHECK(xsw_decode(buf, n, &m) && !xsw_decode_watch_event(&m, &path, &plen, &token, &tlen));
+}
+
+CASE(xs_type_names)
+{
+    CHECK(strcmp(xsw_type_name(XS_WATCH_EVENT), "XS_WATCH_EVENT") == 0);
+    CHECK(strcmp(xsw_type_name(XS_DIRECTORY_PART), "XS_DIRECTORY_PART") == 0);
+    CHECK(strcmp(xsw_type_name(XS_SET_TARGET + 1), "XS_?") == 0);
+    CHECK(strcmp(xsw_type_name(XS_INVALID), "XS_?") == 0);
+}
+
+CASE(kbuf_truncates_and_stays_terminated)
+{
+    char s[8];
+    struct kbuf b;
+
+    kbuf_init(&b, s, sizeof(s));
+    kbuf_puts(&b, "abcdefghij");
+    CHECK(b.truncated && b.len == 7 && strcmp(s, "abcdefg") == 0);
+    kbuf_reset(&b);
+    CHECK(!b.truncated && b.len == 0 && s[0] == '\0');
+}
+
+CASE(kbuf_numbers)
+{
+    char s[64];
+    struct kbuf b;
+
+    kbuf_init(&b, s, sizeof(s));
+    kbuf_put_u64(&b, 0);
+    kbuf_putc(&b, ' ');
+    kbuf_put_u64(&b, UINT64_MAX);
+    kbuf_putc(&b, ' ');
+    kbuf_put_hex(&b, 0xbeef, 8);
+    CHECK(strcmp(s, "0 18446744073709551615 0000beef") == 0);
+}
+
+CASE(kbuf_printable_escapes_and_cuts)
+{
+    char s[128];
+    struct kbuf b;
+
+    kbuf_init(&b, s, sizeof(s));
+    kbuf_put_printable(&b, "a\nb\\\xff", 5, 16);
+    CHECK(strcmp(s, "a\\x0ab\\x5c\\xff") == 0);
+    kbuf_reset(&b);
+    kbuf_put_printable(&b, "abcdef", 6, 3);
+    CHECK(strcmp(s, "abc...(6 bytes)") == 0);
+}
+
+CASE(kbuf_json_string_escapes_minimum)
+{
+    char s[128];
+    struct kbuf b;
+
+    kbuf_init(&b, s, sizeof(s));
+    kbuf_put_json_string(&b, "q\"b\\n\n\x01/\x7f", 9);
+    CHECK(strcmp(s, "\"q\\\"b\\\\n\\n\\u0001/\x7f\"") == 0);
+}
+
+CASE(kstring_compare)
+{
+    CHECK(kstreq("halt", 4, "halt") && !kstreq("halt", 3, "halt") && !kstreq("halts", 5, "halt"));
+    CHECK(kstartswith("control/x", 9, "control/") && !kstartswith("con", 3, "control/"));
+    CHECK(kmemcmp("ab", "ac", 2) < 0 && kmemcmp("ac", "ab", 2) > 0 && kmemcmp("a", "b", 0) == 0);
+    CHECK(kstrnlen("abc", 2) == 2 && kstrnlen("abc", 9) == 3 && kstrlen("") == 0);
+}
+
+static struct json_doc doc;
+
+CASE(json_depth_limit_exact)
+{
+    char s[64];
+    unsigned inner = JSON_MAX_DEPTH - 1; /* containers allowed inside the top-level object */
+    size_t n = 0;
+
+    n += (size_t)sprintf(s + n, "{\"a\":");
+    for (unsigned i = 0; i < inner; i++)
+        s[n++] = '[';
+    for (unsigned i = 0; i < inner; i++)
+        s[n++] = ']';
+    s[n++] = '}';
+    CHECK(json_parse_object(s, n, &doc) == NULL);
+
+    n = (size_t)sprintf(s, "{\"a\":");
+    for (unsigned i = 0; i < inner + 1; i++)
+        s[n++] = '[';
+    for (unsigned i = 0; i < inner + 1; i++)
+        s[n++] = ']';
+    s[n++] = '}';
+    CHECK(json_parse_object(s, n, &doc) != NULL);
+    CHECK(strcmp(doc.error, "nesting too deep") == 0 && doc.error_offset == 5 + inner);
+}
+
+CASE(json_max_input_all_of_it_usable)
+{
+    /* A string member filling the whole 4096 bytes decodes into the fixed scratch. */
+    static char s[JSON_MAX_INPUT + 1];
+    size_t n = JSON_MAX_INPUT;
+
+    memset(s, 'x', n);
+    memcpy(s, "{\"k\":\"", 6);
+    memcpy(s + n - 2, "\"}", 2);
+    CHECK(json_parse_object(s, n, &doc) == NULL);
+    CHECK(doc.count == 1 && doc.members[0].str_len == n - 8);
+    s[n] = ' ';
+    CHECK(json_parse_object(s, n + 1, &doc) != NULL);
+    CHECK(strcmp(doc.error, "message too long") == 0);
+}
+
+CASE(json_members_limit)
+{
+    char s[1024];
+    size_t n = 0;
+
+    s[n++] = '{';
+    for (unsigned i = 0; i < JSON_MAX_MEMBERS; i++)
+        n += (size_t)sprintf(s + n, "%s\"k%u\":%u", i ? "," : "", i, i);
+    s[n++] = '}';
+    CHECK(json_parse_object(s, n, &doc) == NULL && doc.count == JSON_MAX_MEMBERS);
+    n--;
+    n += (size_t)sprintf(s + n, ",\"more\":1}");
+    CHECK(json_parse_object(s, n, &doc) != NULL);
+    CHECK(strcmp(doc.error, "too many fields") == 0);
+}
+
+CASE(json_input_not_nul_terminated)
+{
+    /* The reader must stop at len: what follows in memory is not part of the message. */
+    const char *s = "{\"a\":1}garbage";
+
+    CHECK(json_parse_object(s, 7, &doc) == NULL);
+    CHECK(json_parse_object(s, 6, &doc) != NULL);
+    CHECK(strcmp(doc.error, "unexpected end of input") == 0 && doc.error_offset == 6);
+}
+
+CASE(proto_struct_fits_budget)
+{
+    /* The kernel keeps one struct proto in .bss: keep its size deliberate. */
+    CHECK(sizeof(struct proto) < 32 * 1024);
+    CHECK(sizeof(struct proto_effects) < 2 * 1024);
+}
+
+int main(void)
+{
+    run("xs_header_layout_matches_xen", xs_header_layout_matches_xen);
+    run("xs_encode_read_has_nul_terminated_path", xs_encode_read_has_nul_terminated_path);
+    run("xs_encode_write_value_has_no_nul", xs_encode_write_value_has_no_nul);
+    run("xs_encode_write_empty_value", xs_encode_write_empty_value);
+    run("xs_encode_watch_and_unwatch_two_strings", xs_encode_watch_and_unwatch_two_strings);
+    run("xs_encode_rm", xs_encode_rm);
+    run("xs_encode_refuses_payload_over_limit", xs_encode_refuses_payload_over_limit);
+    run("xs_encode_refuses_small_buffer_and_leaves_it",
+        xs_encode_refuses_small_buffer_and_leaves_it);
+    run("xs_message_size_needs_header_and_rejects_oversize",
+        xs_message_size_needs_header_and_rejects_oversize);
+    run("xs_decode_roundtrip_and_length_mismatch", xs_decode_roundtrip_and_length_mismatch);
+    run("xs_error_names_map_both_ways", xs_error_names_map_both_ways);
+    run("xs_reply_error_from_payload", xs_reply_error_from_payload);
+    run("xs_watch_event_split", xs_watch_event_split);
+    run("xs_watch_event_malformed", xs_watch_event_malformed);
+    run("xs_type_names", xs_type_names);
+    run("kbuf_truncates_and_stays_terminated", kbuf_truncates_and_stays_terminated);
+    run("kbuf_numbers", kbuf_numbers);
+    run("kbuf_printable_escapes_and_cuts", kbuf_printable_escapes_and_cuts);
+    run("kbuf_json_string_escapes_minimum", kbuf_json_string_escapes_minimum);
+    run("kstring_compare", kstring_compare);
+    run("json_depth_limit_exact", json_depth_limit_exact);
+    run("json_max_input_all_of_it_usable", json_max_input_all_of_it_usable);
+    run("json_members_limit", json_members_limit);
+    run("json_input_not_nul_terminated", json_input_not_nul_terminated);
+    run("proto_struct_fits_budget", proto_struct_fits_budget);
+    printf("%d failed\n", failures);
+    return failures ? 1 : 0;
+}

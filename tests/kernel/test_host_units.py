@@ -1,0 +1,843 @@
+"""Host unit tests of the kernel's pure logic (kernel/common/), built with ASan and UBSan.
+
+The C code is driven, not mocked: kernel/tests/host/driver.c feeds each step to the real
+state machine and JSON reader and prints what they decided. The tables below are the expected
+outcomes, written to be checked line by line against PROTOCOL.md sections 2, 3 and 5.
+Real-Xen behaviour is tested separately in test_testing_matrix.py and test_bad_input.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST_TESTS_DIR = ROOT / "kernel" / "tests" / "host"
+BUILD_DIR = ROOT / "build" / "host-tests"
+
+ACTIONS = ("poweroff", "halt", "reboot", "crash", "suspend", "ignore")
+# PROTOCOL.md section 2/3: what each word makes the kernel do, and the line it prints last.
+PERFORMED = {
+    "poweroff": "poweroff",
+    "halt": "poweroff",
+    "reboot": "reboot",
+    "crash": "crash",
+    "suspend": "suspend",
+    "ignore": "none",
+}
+ACTION_LINE = {
+    "poweroff": "powering off",
+    "reboot": "rebooting",
+    "crash": "crashing",
+    "suspend": "suspending",
+    "none": "ignoring",
+}
+
+
+@pytest.fixture(scope="module")
+def host_build() -> Path:
+    """Build the unit-test binary and the driver (make is incremental)."""
+    result = subprocess.run(
+        ["make", "-s", "-C", str(HOST_TESTS_DIR), f"O={BUILD_DIR}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return BUILD_DIR
+
+
+def run_driver(build: Path, commands: Sequence[str]) -> list[dict[str, Any]]:
+    """Run the driver over commands; one decoded JSON object per command."""
+    result = subprocess.run(
+        [str(build / "driver")],
+        input="".join(c + "\n" for c in commands),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"driver failed ({result.returncode}): {result.stderr}"
+    assert result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(commands)
+    return [json.loads(line) for line in lines]
+
+
+def as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("ascii")
+
+
+# --- C unit tests (codec, string helpers, JSON bounds) ----------------------------------------
+
+C_CASES = (
+    "xs_header_layout_matches_xen",
+    "xs_encode_read_has_nul_terminated_path",
+    "xs_encode_write_value_has_no_nul",
+    "xs_encode_write_empty_value",
+    "xs_encode_watch_and_unwatch_two_strings",
+    "xs_encode_rm",
+    "xs_encode_refuses_payload_over_limit",
+    "xs_encode_refuses_small_buffer_and_leaves_it",
+    "xs_message_size_needs_header_and_rejects_oversize",
+    "xs_decode_roundtrip_and_length_mismatch",
+    "xs_error_names_map_both_ways",
+    "xs_reply_error_from_payload",
+    "xs_watch_event_split",
+    "xs_watch_event_malformed",
+    "xs_type_names",
+    "kbuf_truncates_and_stays_terminated",
+    "kbuf_numbers",
+    "kbuf_printable_escapes_and_cuts",
+    "kbuf_json_string_escapes_minimum",
+    "kstring_compare",
+    "json_depth_limit_exact",
+    "json_max_input_all_of_it_usable",
+    "json_members_limit",
+    "json_input_not_nul_terminated",
+    "proto_struct_fits_budget",
+)
+
+
+@pytest.fixture(scope="module")
+def c_results(host_build: Path) -> dict[str, str]:
+    result = subprocess.run(
+        [str(host_build / "unit-tests")], capture_output=True, text=True, check=False, timeout=60
+    )
+    outcome: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        verdict, _, rest = line.partition(" ")
+        if verdict in ("ok", "FAIL"):
+            name = rest.split(":")[0]
+            outcome[name] = line
+    failed = sum(1 for line in outcome.values() if line.startswith("FAIL"))
+    assert result.returncode == (1 if failed else 0), result.stderr
+    assert set(outcome) == set(C_CASES), "the C test list and C_CASES differ"
+    return outcome
+
+
+@pytest.mark.parametrize("case", C_CASES)
+def test_c_unit(c_results: dict[str, str], case: str) -> None:
+    assert c_results[case] == f"ok {case}"
+
+
+# --- JSON reader -------------------------------------------------------------------------------
+
+OK = "ok"
+# (input, expected): expected is a list of (key, type, string value or None) for accepted input,
+# or (reason, offset, offending byte or None) for rejected input.
+JSON_CASES: list[tuple[bytes, Any]] = [
+    (b"{}", []),
+    (b" \t\r\n{ } \n", []),
+    (b'{"a":"b"}', [("a", "string", "b")]),
+    (b'{"a" : "b" , "c":1}', [("a", "string", "b"), ("c", "number", None)]),
+    (
+        b'{"n":null,"t":true,"f":false}',
+        [("n", "null", None), ("t", "boolean", None), ("f", "boolean", None)],
+    ),
+    (
+        b'{"x":[1,-0,2.5e10,1E-3,0.1,{"y":[]}],"o":{}}',
+        [("x", "array", None), ("o", "object", None)],
+    ),
+    (b'{"e":"\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041\\u007f"}', [("e", "string", '"\\/\b\f\n\r\tA\x7f')]),
+    (b'{"k\\u0061y":"v"}', [("kay", "string", "v")]),
+    (b'{"a":1,"a":2}', [("a", "number", None), ("a", "number", None)]),
+    (b"", ("unexpected end of input", 0, None)),
+    (b"   ", ("unexpected end of input", 3, None)),
+    (b"[]", ("not an object", 0, None)),
+    (b'"when"', ("not an object", 0, None)),
+    (b"42", ("not an object", 0, None)),
+    (b"poweroff", ("not an object", 0, None)),
+    (b"{", ("unexpected end of input", 1, None)),
+    (b'{"a"', ("unexpected end of input", 4, None)),
+    (b'{"a":', ("unexpected end of input", 5, None)),
+    (b'{"a":1', ("unexpected end of input", 6, None)),
+    (b'{"a":1,}', ("expected a string key", 7, None)),
+    (b"{a:1}", ("expected a string key", 1, None)),
+    (b"{'a':1}", ("expected a string key", 1, None)),
+    (b'{"a" 1}', ("expected ':'", 5, None)),
+    (b'{"a":1 "b":2}', ("expected ',' or '}'", 7, None)),
+    (b'{"a":[1 2]}', ("expected ',' or ']'", 8, None)),
+    (b'{"a":[1,]}', ("expected a value", 8, None)),
+    (b'{"a":}', ("expected a value", 5, None)),
+    (b'{"a":{"b"}}', ("expected ':'", 9, None)),
+    (b'{"a":{1:2}}', ("expected a string key", 6, None)),
+    (b'{"a":"b}', ("unterminated string", 8, None)),
+    (b'{"a":"b\\', ("unterminated string", 8, None)),
+    (b'{"a":"\\x"}', ("invalid escape", 6, None)),
+    (b'{"a":"\\u12"}', ("invalid \\u escape", 6, None)),
+    (b'{"a":"\\u12g4"}', ("invalid \\u escape", 6, None)),
+    (b'{"a":"\\u0000"}', ("NUL in string", 6, None)),
+    (b'{"a":"\\u00e9"}', ("non-ASCII \\u escape", 6, None)),
+    (b'{"a":"\\ud83d\\ude00"}', ("non-ASCII \\u escape", 6, None)),
+    (b'{"a":"x\ty"}', ("control byte in string", 7, 9)),
+    (b'{"a":"x\x00y"}', ("control byte in string", 7, 0)),
+    (b'{"a":1}\x00', ("control byte", 7, 0)),
+    (b'{"a":\x01}', ("control byte", 5, 1)),
+    (b'{"a":"\xc3\xa9"}', ("non-ASCII byte", 6, 0xC3)),
+    (b'\xef\xbb\xbf{"a":1}', ("non-ASCII byte", 0, 0xEF)),
+    (b'{"a":01}', ("invalid number", 5, None)),
+    (b'{"a":-}', ("invalid number", 5, None)),
+    (b'{"a":1.}', ("invalid number", 5, None)),
+    (b'{"a":.5}', ("expected a value", 5, None)),
+    (b'{"a":1e}', ("invalid number", 5, None)),
+    (b'{"a":+1}', ("expected a value", 5, None)),
+    (b'{"a":NaN}', ("expected a value", 5, None)),
+    (b'{"a":Infinity}', ("expected a value", 5, None)),
+    (b'{"a":tru}', ("invalid literal", 5, None)),
+    (b'{"a":True}', ("expected a value", 5, None)),
+    (b'{"a":nulls}', ("expected ',' or '}'", 9, None)),
+    (b'{"a":1}{"b":2}', ("trailing data after the object", 7, None)),
+    (b'{"a":1} x', ("trailing data after the object", 8, None)),
+    (b'{"a":' + b"[" * 7 + b"]" * 7 + b"}", [("a", "array", None)]),
+    (b'{"a":' + b"[" * 8 + b"]" * 8 + b"}", ("nesting too deep", 12, None)),
+    (b'{"a":' + b'[{"b":' * 600, ("nesting too deep", 24, None)),
+    (b"[" * 4096, ("not an object", 0, None)),
+    (b'{"a":"' + b"x" * 4088 + b'"}', [("a", "string", "x" * 4088)]),
+    (b'{"a":"' + b"x" * 4089 + b'"}', ("message too long", 4096, None)),
+]
+
+
+def json_expected(expected: Any) -> dict[str, Any]:
+    if isinstance(expected, list):
+        return {"error": None, "members": [list(m) for m in expected]}
+    reason, offset, byte = expected
+    return {"error": reason, "offset": offset, "byte": byte}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), JSON_CASES, ids=[repr(t[:40]) for t, _ in JSON_CASES]
+)
+def test_json_reader(host_build: Path, text: bytes, expected: Any) -> None:
+    (got,) = run_driver(host_build, [f"json {text.hex()}"])
+    assert got == json_expected(expected)
+
+
+class Rejected(Exception):
+    """Python's verdict: the reader must reject this text."""
+
+
+def python_verdict(text: bytes) -> list[list[Any]] | None:
+    """The reader's expected result: Python's json module plus the reader's documented limits."""
+    if len(text) > 4096 or any(b >= 0x80 for b in text):
+        return None
+
+    def pairs(items: list[tuple[str, Any]]) -> Pairs:
+        return Pairs(items)  # not a dict: duplicate keys must all be checked
+
+    def constant(name: str) -> Any:
+        raise Rejected(name)  # NaN, Infinity: not JSON
+
+    try:
+        value = json.loads(text.decode("ascii"), object_pairs_hook=pairs, parse_constant=constant)
+    except (ValueError, Rejected):
+        return None
+    if not isinstance(value, Pairs) or depth(value) > 8 or len(value) > 32:
+        return None
+    if any(not plain_ascii(s) for s in strings(value)):
+        return None
+    kinds = {
+        type(None): "null",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        Pairs: "object",
+    }
+    return [[k, kinds[type(v)], v if isinstance(v, str) else None] for k, v in value]
+
+
+class Pairs(list[tuple[str, Any]]):
+    """A decoded JSON object as its list of (key, value) pairs, duplicates included."""
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, Pairs):
+        return 1 + max((depth(v) for _, v in value), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    return 0
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Pairs):
+        for k, v in value:
+            yield k
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+def plain_ascii(s: str) -> bool:
+    return all(0 < ord(c) < 0x80 for c in s)
+
+
+def random_json(rng: random.Random, level: int) -> str:
+    """A random JSON text fragment: valid by construction, with optional whitespace and escapes."""
+    ws = rng.choice(["", "", " ", "\n", "\t ", "\r\n"])
+    kind = rng.randrange(8 if level < 10 else 5) if level else 7  # the top is mostly an object
+    if kind == 0:
+        return rng.choice(["null", "true", "false"])
+    if kind == 1:
+        return rng.choice(["0", "-0", "12", "-3.25", "1e9", "2E-2", "7.0e+1", "123456789012345"])
+    if kind in (2, 3, 4):
+        alphabet = 'abc"\\/\b\n\t\x7f\x01'
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+        out = json.dumps(s)
+        if rng.random() < 0.05:
+            out = out[:-1] + rng.choice(["\\u0041", "\\u00e9", "\\u0000", "\\/", "\\u007F"]) + '"'
+        return out
+    if kind == 5:
+        items = [random_json(rng, level + 1) for _ in range(rng.randrange(4))]
+        return "[" + ws + ("," + ws).join(items) + ws + "]"
+    members = [
+        random_json(rng, 99) if rng.random() < 0.03 else json.dumps(rng.choice(["when", "a", "b"]))
+        for _ in range(rng.randrange(5))
+    ]
+    body = ("," + ws).join(f"{m}{ws}:{ws}{random_json(rng, level + 1)}" for m in members)
+    return "{" + ws + body + ws + "}"
+
+
+def mutate(rng: random.Random, text: bytes) -> bytes:
+    """One random edit: most differential cases should be almost-valid."""
+    data = bytearray(text)
+    pos = rng.randrange(len(data) + 1)
+    op = rng.randrange(3)
+    if op == 0 and pos < len(data):
+        del data[pos]
+    elif op == 1:
+        data.insert(pos, rng.choice(b'{}[]:,"\\ 0-eE.tfnu\x00\x1f\x80\xff'))
+    elif pos < len(data):
+        data[pos] = rng.randrange(256)
+    return bytes(data)
+
+
+def test_json_reader_agrees_with_python(host_build: Path) -> None:
+    """Differential test: 4000 random texts, accepted exactly when Python accepts them."""
+    rng = random.Random(20240611)
+    texts: list[bytes] = []
+    while len(texts) < 4000:
+        text = random_json(rng, 0).encode("ascii")
+        if rng.random() < 0.4:
+            text = mutate(rng, text)
+        texts.append(text)
+    results = run_driver(host_build, [f"json {t.hex()}" for t in texts])
+    accepted = 0
+    for text, got in zip(texts, results, strict=True):
+        want = python_verdict(text)
+        if want is None:
+            assert got["error"] is not None, text
+        else:
+            accepted += 1
+            assert got == {"error": None, "members": want}, text
+    # The generator must exercise both sides, or the test proves nothing.
+    print(f"accepted {accepted} of {len(texts)}")
+    assert 800 < accepted < 3200
+
+
+# --- Protocol state machine --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fx:
+    """The effects expected from one step; the driver's output must equal this exactly."""
+
+    reply: str = "untouched"  # what happens to control/shutdown: untouched/clear/delete/write
+    reply_value: str | None = None
+    ack: bool = False  # control/testing acknowledged with ""
+    console: tuple[str, ...] = ()
+    state: str | None = None  # data/test-vm/state written (None: not written)
+    armed: str | None = None
+    last_error: str | None = None
+    action: str = "none"
+
+    def as_driver_output(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reply": self.reply}
+        if self.reply_value is not None:
+            out["reply_value"] = self.reply_value
+        out["ack_testing"] = self.ack
+        out["console"] = "".join(line + "\n" for line in self.console)
+        for key in ("state", "armed", "last_error"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out["action"] = self.action
+        return out
+
+
+NOTHING = Fx()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event fed to the state machine: shutdown, testing, *-missing, refused, resume, status."""
+
+    event: str
+    value: str | bytes = ""
+    expect: Fx = field(default_factory=Fx)
+
+    def command(self) -> str:
+        if self.event in ("shutdown", "testing"):
+            return f"{self.event} {as_bytes(self.value).hex()}"
+        return f"{self.event} {self.value!s}".strip()
+
+
+def armed_json(ack: str, action: str) -> str:
+    return json.dumps({"when": "onshutdown", "ack": ack, "action": action}, separators=(",", ":"))
+
+
+def arm(ack: str, action: str, replaces: str | None = None) -> Step:
+    """A valid onshutdown message and its expected effects (PROTOCOL.md section 3 and 5)."""
+    canonical = armed_json(ack, action)
+    console = (f"disarmed: {replaces}",) if replaces else ()
+    return Step(
+        "testing",
+        canonical,
+        Fx(ack=True, console=(*console, f"armed: {canonical}"), state="armed", armed=canonical),
+    )
+
+
+def request(word: str) -> Step:
+    """A plain control/shutdown request with nothing armed (PROTOCOL.md section 2)."""
+    performed = "poweroff" if word == "halt" else word
+    return Step(
+        "shutdown",
+        word,
+        Fx(
+            reply="clear",
+            console=(f"shutdown request: {word}", ACTION_LINE[performed]),
+            state="suspending" if word == "suspend" else None,
+            action=performed,
+        ),
+    )
+
+
+def bogus(message: str | bytes, reason: str) -> Step:
+    return Step(
+        "testing",
+        message,
+        Fx(ack=True, console=(f"bogus command: {reason}",), last_error=reason),
+    )
+
+
+def now(action: str) -> Step:
+    return Step(
+        "testing",
+        json.dumps({"when": "now", "action": action}),
+        Fx(
+            ack=True,
+            console=(f"testing: now {action}", ACTION_LINE[PERFORMED[action]]),
+            state="suspending" if action == "suspend" else None,
+            action=PERFORMED[action],
+        ),
+    )
+
+
+REPLY_FOR_ACK = {"ok": "clear", "none": "untouched", "delete": "delete"}
+
+
+def fired(ack: str, action: str, by: str = "poweroff") -> Step:
+    """A control/shutdown request that fires the armed instruction (ack, action)."""
+    performed = PERFORMED[action]
+    return Step(
+        "shutdown",
+        by,
+        Fx(
+            reply=REPLY_FOR_ACK.get(ack, "write"),
+            reply_value=None if ack in REPLY_FOR_ACK else ack,
+            console=(
+                f"shutdown request: {by}",
+                f"armed instruction fires: {armed_json(ack, action)}",
+                ACTION_LINE[performed],
+            ),
+            state="suspending" if performed == "suspend" else "ready",
+            armed="",
+            action=performed,
+        ),
+    )
+
+
+STATUS_AT_BOOT = Fx(state="ready", armed="", last_error="")
+ON = armed_json("none", "ignore")
+
+# Section 2: values that are not requests we know: (name, value, as the console shows it).
+UNKNOWN_REQUESTS: list[tuple[str, str | bytes, str]] = [
+    ("s3", "s3", "s3"),
+    ("ignore", "ignore", "ignore"),
+    ("upper case", "POWEROFF", "POWEROFF"),
+    ("trailing newline", "poweroff\n", "poweroff\\x0a"),
+    ("trailing NUL", b"poweroff\x00", "poweroff\\x00"),
+    ("binary", b"\xff\x01", "\\xff\\x01"),
+    ("4000 bytes", "x" * 4000, "x" * 160 + "...(4000 bytes)"),
+]
+
+SCENARIOS: dict[str, list[Step]] = {
+    # Section 5: the status published at boot.
+    "boot status": [Step("status", expect=STATUS_AT_BOOT)],
+    # Section 2: the toolstack's words.
+    **{f"request {w}": [request(w)] for w in ("poweroff", "halt", "reboot", "crash", "suspend")},
+    "suspend then resume in a new domain": [
+        request("suspend"),
+        Step("resume", "new", STATUS_AT_BOOT),
+    ],
+    "suspend then cancelled resume": [
+        request("suspend"),
+        Step("resume", "cancelled", STATUS_AT_BOOT),
+    ],
+    "empty value is not a request": [Step("shutdown", "", NOTHING)],
+    "missing key is not a request": [Step("shutdown-missing", "", NOTHING)],
+    **{
+        f"unknown request {name}": [
+            Step(
+                "shutdown",
+                value,
+                Fx(reply="clear", console=(f"unknown shutdown request: {shown}",)),
+            )
+        ]
+        for name, value, shown in UNKNOWN_REQUESTS
+    },
+    "a cleared request can be repeated": [
+        request("reboot"),
+        Step("shutdown", ""),
+        request("reboot"),
+    ],
+    "a refused acknowledgement is not acted on again": [
+        Step("shutdown", "s3", Fx(reply="clear", console=("unknown shutdown request: s3",))),
+        Step("refused", "shutdown", NOTHING),
+        Step("shutdown", "s3", NOTHING),
+        Step("shutdown", "reboot", request("reboot").expect),
+    ],
+    # Section 3: `when: now` with each action.
+    **{f"now {a}": [now(a)] for a in ACTIONS},
+    "now with ack is fine, ack ignored (even of the wrong type)": [
+        Step(
+            "testing",
+            '{"when":"now","action":"reboot","ack":42}',
+            now("reboot").expect,
+        )
+    ],
+    # Section 3: `when: onshutdown` with each ack mode and action, fired by a request.
+    **{
+        f"onshutdown ack={ack} action={a}": [arm(ack, a), fired(ack, a)]
+        for ack in ("ok", "none", "delete", "no-such-thing")
+        for a in ACTIONS
+    },
+    "armed instruction fires on any non-empty request": [
+        arm("ok", "reboot"),
+        fired("ok", "reboot", by="s3"),
+    ],
+    "armed instruction fires on a request the toolstack repeats": [
+        arm("ok", "ignore"),
+        fired("ok", "ignore", by="reboot"),
+        Step("shutdown", ""),
+        request("reboot"),
+    ],
+    "one-shot: the next request after firing is normal": [
+        arm("ok", "ignore"),
+        fired("ok", "ignore"),
+        Step("shutdown", ""),
+        request("poweroff"),
+    ],
+    "ack none: the value left in the key is not acted on again": [
+        arm("none", "ignore"),
+        fired("none", "ignore", by="poweroff"),
+        Step("shutdown", "poweroff", NOTHING),
+        Step("shutdown", "poweroff", NOTHING),
+        request("reboot"),
+    ],
+    "ack none: clearing the key re-arms the same value": [
+        arm("none", "ignore"),
+        fired("none", "ignore", by="poweroff"),
+        Step("shutdown", "", NOTHING),
+        request("poweroff"),
+    ],
+    "ack none: deleting the key re-arms the same value": [
+        arm("none", "ignore"),
+        fired("none", "ignore", by="poweroff"),
+        Step("shutdown-missing", "", NOTHING),
+        request("poweroff"),
+    ],
+    "ack string: our own string in the key is not a request": [
+        arm("busy", "ignore"),
+        fired("busy", "ignore", by="reboot"),
+        Step("shutdown", "busy", NOTHING),
+        request("reboot"),
+    ],
+    "ack string with escapes is decoded and kept canonical": [
+        Step(
+            "testing",
+            '{"when":"onshutdown","ack":"a\\"b\\u0063\\/","action":"halt"}',
+            Fx(
+                ack=True,
+                console=('armed: {"when":"onshutdown","ack":"a\\x5c"bc/","action":"halt"}',),
+                state="armed",
+                armed='{"when":"onshutdown","ack":"a\\"bc/","action":"halt"}',
+            ),
+        ),
+        Step(
+            "shutdown",
+            "poweroff",
+            Fx(
+                reply="write",
+                reply_value='a"bc/',
+                console=(
+                    "shutdown request: poweroff",
+                    'armed instruction fires: {"when":"onshutdown","ack":"a\\x5c"bc/",'
+                    '"action":"halt"}',
+                    "powering off",
+                ),
+                state="ready",
+                armed="",
+                action="poweroff",
+            ),
+        ),
+    ],
+    "a newer valid message replaces the armed one": [
+        arm("none", "ignore"),
+        arm("ok", "crash", replaces=ON),
+        fired("ok", "crash"),
+    ],
+    "an invalid message leaves the armed one in place": [
+        arm("none", "ignore"),
+        bogus('{"when":"later","action":"reboot"}', "unknown when: later"),
+        Step("status", expect=Fx(state="armed", armed=ON, last_error="unknown when: later")),
+        fired("none", "ignore"),
+    ],
+    "a now message replaces (removes) the armed one": [
+        arm("none", "ignore"),
+        Step(
+            "testing",
+            '{"when":"now","action":"ignore"}',
+            Fx(
+                ack=True,
+                console=(f"disarmed: {ON}", "testing: now ignore", "ignoring"),
+                state="ready",
+                armed="",
+            ),
+        ),
+        request("poweroff"),
+    ],
+    "now suspend while armed: disarmed, suspending": [
+        arm("ok", "reboot"),
+        Step(
+            "testing",
+            '{"when":"now","action":"suspend"}',
+            Fx(
+                ack=True,
+                console=(
+                    f"disarmed: {armed_json('ok', 'reboot')}",
+                    "testing: now suspend",
+                    "suspending",
+                ),
+                state="suspending",
+                armed="",
+                action="suspend",
+            ),
+        ),
+        Step("resume", "new", STATUS_AT_BOOT),
+    ],
+    "armed survives a request-free suspend and resume": [
+        arm("none", "ignore"),
+        Step("resume", "cancelled", Fx(state="armed", armed=ON, last_error="")),
+        fired("none", "ignore"),
+    ],
+    "unknown fields are ignored, also nested ones": [
+        Step(
+            "testing",
+            '{"version":2,"when":"onshutdown","extra":{"x":[1,{"y":null}]},"ack":"none",'
+            '"action":"ignore","z":"q"}',
+            arm("none", "ignore").expect,
+        )
+    ],
+    "JSON whitespace is accepted": [
+        Step(
+            "testing",
+            '{ "when" : "onshutdown",\n "ack" : "none", "action" : "ignore" }',
+            arm("none", "ignore").expect,
+        )
+    ],
+    "empty testing value and missing key are not messages": [
+        Step("testing", "", NOTHING),
+        Step("testing-missing", "", NOTHING),
+    ],
+    "a refused testing acknowledgement: same message not processed twice": [
+        arm("none", "ignore"),
+        Step("refused", "testing", NOTHING),
+        Step("testing", armed_json("none", "ignore"), NOTHING),
+        Step("testing", "", NOTHING),
+        arm("none", "ignore", replaces=ON),
+    ],
+    "same message again after our acknowledgement is processed again": [
+        now("ignore"),
+        Step("testing", "", NOTHING),
+        now("ignore"),
+    ],
+    "last-error stays after a later valid message": [
+        bogus("x", "not an object at offset 0"),
+        now("ignore"),
+        Step("status", expect=Fx(state="ready", armed="", last_error="not an object at offset 0")),
+    ],
+    "a new domain forgets values left in keys": [
+        arm("none", "ignore"),
+        fired("none", "ignore", by="poweroff"),
+        Step("testing", '{"when":"now","action":"suspend"}', now("suspend").expect),
+        Step("resume", "new", STATUS_AT_BOOT),
+        request("poweroff"),
+    ],
+    "a cancelled suspend keeps values left in keys": [
+        arm("none", "ignore"),
+        fired("none", "ignore", by="poweroff"),
+        now("suspend"),
+        Step("resume", "cancelled", STATUS_AT_BOOT),
+        Step("shutdown", "poweroff", NOTHING),
+    ],
+}
+
+# Section 3: invalid messages and the exact reason recorded in data/test-vm/last-error.
+BOGUS: list[tuple[str, str | bytes, str]] = [
+    ("not JSON", "poweroff", "not an object at offset 0"),
+    ("array", '["when","now"]', "not an object at offset 0"),
+    ("string", '"now"', "not an object at offset 0"),
+    ("null", "null", "not an object at offset 0"),
+    ("truncated", '{"when":"now"', "unexpected end of input at offset 13"),
+    ("single quotes", "{'when':'now'}", "expected a string key at offset 1"),
+    ("trailing comma", '{"when":"now","action":"ignore",}', "expected a string key at offset 32"),
+    (
+        "two objects",
+        '{"when":"now","action":"ignore"}{}',
+        "trailing data after the object at offset 32",
+    ),
+    ("empty object", "{}", "missing field: when"),
+    ("missing action", '{"when":"now"}', "missing field: action"),
+    ("missing ack", '{"when":"onshutdown","action":"reboot"}', "missing field: ack"),
+    ("when wrong type", '{"when":1,"action":"reboot"}', "field when: number"),
+    ("when null", '{"when":null,"action":"reboot"}', "field when: null"),
+    ("action wrong type", '{"when":"now","action":["reboot"]}', "field action: array"),
+    ("ack wrong type", '{"when":"onshutdown","action":"reboot","ack":true}', "field ack: boolean"),
+    ("ack object", '{"when":"onshutdown","action":"reboot","ack":{}}', "field ack: object"),
+    ("ack empty", '{"when":"onshutdown","action":"reboot","ack":""}', "empty ack"),
+    ("unknown when", '{"when":"later","action":"reboot"}', "unknown when: later"),
+    ("unknown action", '{"when":"now","action":"explode"}', "unknown action: explode"),
+    ("action case", '{"when":"now","action":"Reboot"}', "unknown action: Reboot"),
+    (
+        "action with NUL-free control",
+        '{"when":"now","action":"reboot\\n"}',
+        "unknown action: reboot\\x0a",
+    ),
+    (
+        "long unknown action",
+        '{"when":"now","action":"' + "y" * 100 + '"}',
+        "unknown action: " + "y" * 64 + "...(100 bytes)",
+    ),
+    ("duplicate when", '{"when":"now","when":"now","action":"ignore"}', "duplicate field: when"),
+    (
+        "duplicate action",
+        '{"when":"now","action":"ignore","action":"reboot"}',
+        "duplicate field: action",
+    ),
+    (
+        "duplicate ack",
+        '{"when":"onshutdown","ack":"ok","ack":"none","action":"ignore"}',
+        "duplicate field: ack",
+    ),
+    (
+        "non-ASCII",
+        '{"when":"now","action":"ignore","x":"é"}'.encode(),
+        "non-ASCII byte 0xc3 at offset 37",
+    ),
+    ("latin-1 byte", b'{"when":"now","action":"ignor\xe9"}', "non-ASCII byte 0xe9 at offset 29"),
+    (
+        "non-ASCII escape",
+        '{"when":"now","action":"ignore","x":"\\u00e9"}',
+        "non-ASCII \\u escape at offset 37",
+    ),
+    (
+        "control byte in string",
+        b'{"when":"now","action":"ig\x01nore"}',
+        "control byte in string 0x01 at offset 26",
+    ),
+    (
+        "control byte outside",
+        b'{"when":"now",\x07"action":"ignore"}',
+        "control byte 0x07 at offset 14",
+    ),
+    ("NUL byte", b'{"when":"now"\x00}', "control byte 0x00 at offset 13"),
+    ("NUL escape", '{"when":"now","action":"ignore","x":"\\u0000"}', "NUL in string at offset 37"),
+    (
+        "deep nesting",
+        '{"x":' + "[" * 100 + "]" * 100 + ',"when":"now","action":"ignore"}',
+        "nesting too deep at offset 12",
+    ),
+    ("4096-byte string", '"' + "a" * 4094 + '"', "not an object at offset 0"),
+    (
+        "over 4096 bytes",
+        '{"when":"now","action":"ignore","pad":"' + "p" * 4100 + '"}',
+        "message too long at offset 4096",
+    ),
+    (
+        "too many fields",
+        "{" + ",".join(f'"f{i}":{i}' for i in range(33)) + "}",
+        "too many fields at offset 269",
+    ),
+]
+
+for _name, _message, _reason in BOGUS:
+    SCENARIOS[f"bogus {_name}"] = [
+        arm("none", "ignore"),
+        bogus(_message, _reason),
+        fired("none", "ignore"),
+    ]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_protocol(host_build: Path, name: str) -> None:
+    steps = SCENARIOS[name]
+    results = run_driver(host_build, [s.command() for s in steps])
+    for index, (step, got) in enumerate(zip(steps, results, strict=True)):
+        # proto_write_refused has no effects; the driver answers {}.
+        want = {} if step.event == "refused" else step.expect.as_driver_output()
+        assert got == want, f"step {index}: {step.event} {step.value!r}"
+
+
+def test_protocol_random_sequences_never_break_the_rules(host_build: Path) -> None:
+    """Random events: every message is acknowledged, every request answered once per change."""
+    rng = random.Random(7)
+    pool = [
+        *(b for _, b, _ in BOGUS),
+        *(armed_json(a, b) for a in ("ok", "none", "zz") for b in ACTIONS),
+    ]
+    pool += [json.dumps({"when": "now", "action": a}) for a in ACTIONS]
+    commands: list[str] = []
+    for _ in range(3000):
+        roll = rng.random()
+        if roll < 0.45:
+            commands.append(f"testing {as_bytes(rng.choice(pool)).hex()}")
+        elif roll < 0.9:
+            value = rng.choice(["poweroff", "reboot", "s3", "", "busy", "zz"])
+            commands.append(f"shutdown {value.encode().hex()}")
+        else:
+            commands.append(
+                rng.choice(["resume new", "resume cancelled", "testing ", "shutdown-missing"])
+            )
+    results = run_driver(host_build, commands)
+    for command, got in zip(commands, results, strict=True):
+        kind, _, arg = command.partition(" ")
+        if kind == "testing":
+            assert got["ack_testing"] is bool(arg), command
+            assert got["reply"] == "untouched"
+        if kind == "shutdown":
+            assert not got["ack_testing"]
+            if not arg:
+                assert got == NOTHING.as_driver_output()
+        if got.get("action", "none") == "suspend":
+            assert got["state"] == "suspending"
