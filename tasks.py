@@ -67,4 +67,10 @@ def bench(c: Context, out: str = "bench.json") -> None:
     raise SystemExit(run_bench(Path(out), kernel_builder=lambda: build(c)))
 
 
+@task(help={"seconds": "how long to fuzz", "out": "build directory (keeps the grown corpus)"})
+def fuzz(c: Context, seconds: int = 300, out: str = str(BUILD_DIR / "fuzz")) -> None:
+    """Fuzz the kernel's JSON reader, protocol state machine and xenstore codec (libFuzzer)."""
+    c.run(f"make -s -C {ROOT / 'kernel' / 'fuzz'} O={Path(out).resolve()} run SECONDS={seconds}")
+
+
 os.environ.setdefault("XEN_TEST_VM_ROOT", str(ROOT))
