@@ -175,7 +175,8 @@ void proto_on_testing(struct proto *p, const char *value, size_t len, bool prese
 void proto_write_refused(struct proto *p, enum proto_key key);
 
 /*
- * Back from SCHEDOP_shutdown(suspend). new_domain=true (return 0: restore/migration): xenstore is
+ * Back from SCHEDOP_shutdown(suspend). Call it after every SUSPEND action before any other event,
+ * also when the hypercall fails (then as cancelled: nothing changed). new_domain=true (return 0: restore/migration): xenstore is
  * a new domain's, so nothing we left in keys is there any more. false (return 1: cancelled or
  * checkpoint): same keys. Fills `out` with every status key (state back to ready or armed); the
  * Xen side writes version and resumes itself.

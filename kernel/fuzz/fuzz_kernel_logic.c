@@ -1,0 +1,182 @@
+/*
+ * libFuzzer target over the kernel's pure logic: the JSON reader, the protocol state machine and
+ * the xenstore decoder. Sanitizers catch memory and UB errors; the checks below catch broken
+ * promises (effects that contradict protocol.h, console text that is not one printable line per
+ * entry, canonical JSON our own reader rejects).
+ *
+ * Input: first byte selects the mode.
+ *   0: the rest is one control/testing candidate for json_parse_object alone;
+ *   1: the rest is one received xenstore message for the decoder;
+ *   else: the rest is a sequence of events, each [kind][len lo][len hi][len bytes of value].
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "kstring.h"
+#include "protocol.h"
+#include "xs_wire.h"
+
+static struct proto proto;
+static struct proto_effects fx;
+static struct json_doc doc;
+static struct json_doc check_doc;
+
+#define REQUIRE(cond)                                                                             \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            fprintf(stderr, "broken promise: %s (%s:%d)\n", #cond, __FILE__, __LINE__);           \
+            abort();                                                                              \
+        }                                                                                         \
+    } while (0)
+
+static void check_json_result(const uint8_t *data, size_t size, const char *reason)
+{
+    if (reason) {
+        REQUIRE(reason == doc.error);
+        REQUIRE(doc.error_offset <= size);
+        REQUIRE(doc.error_byte < 256);
+        return;
+    }
+    REQUIRE(size <= JSON_MAX_INPUT && doc.count <= JSON_MAX_MEMBERS);
+    for (size_t i = 0; i < doc.count; i++) {
+        const struct json_member *m = &doc.members[i];
+
+        /* Decoded strings are ASCII without NUL, inside the scratch budget. */
+        REQUIRE(m->key >= doc.scratch && m->key + m->key_len <= doc.scratch + sizeof(doc.scratch));
+        for (size_t j = 0; j < m->key_len; j++)
+            REQUIRE(m->key[j] > 0 && (unsigned char)m->key[j] < 0x80);
+        if (m->type == JSON_STRING)
+            for (size_t j = 0; j < m->str_len; j++)
+                REQUIRE(m->str[j] > 0 && (unsigned char)m->str[j] < 0x80);
+        else
+            REQUIRE(m->str == NULL);
+    }
+    (void)data;
+}
+
+static void check_effects(int kind, size_t len)
+{
+    bool is_shutdown = kind == 0, is_testing = kind == 1;
+
+    REQUIRE(fx.console_len < PROTO_CONSOLE_MAX && fx.console_len == strlen(fx.console));
+    REQUIRE(fx.console_len == 0 || fx.console[fx.console_len - 1] == '\n');
+    for (size_t i = 0; i < fx.console_len; i++) {
+        unsigned char c = (unsigned char)fx.console[i];
+
+        REQUIRE(c == '\n' || (c >= 0x20 && c < 0x7f));
+    }
+    REQUIRE(!fx.ack_testing || (is_testing && len > 0));
+    REQUIRE(fx.shutdown_reply == PROTO_REPLY_UNTOUCHED || (is_shutdown && len > 0));
+    if (fx.shutdown_reply == PROTO_REPLY_WRITE)
+        REQUIRE(fx.shutdown_value_len > 0 && fx.shutdown_value_len <= PROTO_VALUE_MAX);
+    if (fx.action == PROTO_ACTION_SUSPEND)
+        REQUIRE(fx.update_state && strcmp(fx.state, "suspending") == 0);
+    if (fx.update_state)
+        REQUIRE(strcmp(fx.state, "ready") == 0 || strcmp(fx.state, "armed") == 0 ||
+                strcmp(fx.state, "suspending") == 0);
+    if (fx.update_armed && fx.armed_len) {
+        /* The canonical form must be a valid message by our own reading. */
+        REQUIRE(fx.armed_len <= PROTO_VALUE_MAX);
+        REQUIRE(json_parse_object(fx.armed, fx.armed_len, &check_doc) == NULL);
+        REQUIRE(check_doc.count == 3);
+        REQUIRE(strcmp(fx.state, "armed") == 0);
+    }
+    if (fx.update_last_error)
+        REQUIRE(fx.last_error_len < PROTO_ERROR_MAX);
+}
+
+static void fuzz_events(const uint8_t *data, size_t size)
+{
+    proto_init(&proto);
+    while (size >= 1) {
+        int kind = data[0] & 7;
+        size_t len = 0;
+        const char *value = NULL;
+
+        data++;
+        size--;
+        if (kind <= 1) {
+            if (size < 2)
+                return;
+            len = ((size_t)data[0] | (size_t)data[1] << 8) % (PROTO_VALUE_MAX + 1);
+            data += 2;
+            size -= 2;
+            if (len > size)
+                len = size;
+            value = (const char *)data;
+            data += len;
+            size -= len;
+        }
+        switch (kind) {
+        case 0:
+            proto_on_shutdown(&proto, value, len, true, &fx);
+            break;
+        case 1:
+            proto_on_testing(&proto, value, len, true, &fx);
+            break;
+        case 2:
+            proto_on_shutdown(&proto, NULL, 0, false, &fx);
+            break;
+        case 3:
+            proto_on_testing(&proto, NULL, 0, false, &fx);
+            break;
+        case 4:
+        case 5:
+            proto_write_refused(&proto, kind == 4 ? PROTO_KEY_SHUTDOWN : PROTO_KEY_TESTING);
+            continue;
+        default:
+            proto_on_resume(&proto, kind == 6, &fx);
+            break;
+        }
+        check_effects(kind, len);
+        /* protocol.h: a suspend action is always followed by proto_on_resume (the hypercall
+         * returns: 0 new domain, 1 cancelled, or an error, also treated as cancelled). */
+        if (fx.action == PROTO_ACTION_SUSPEND) {
+            proto_on_resume(&proto, len % 2 == 0, &fx);
+            check_effects(6, 0);
+            REQUIRE(fx.update_state && strcmp(fx.state, "suspending") != 0);
+        }
+    }
+}
+
+static void fuzz_xenstore(const uint8_t *data, size_t size)
+{
+    struct xsw_msg msg;
+    size_t total = xsw_message_size(data, size);
+    const char *path, *token;
+    size_t plen, tlen;
+
+    if (total == 0 || total == SIZE_MAX || total > size)
+        return;
+    REQUIRE(xsw_decode(data, total, &msg));
+    REQUIRE(msg.len == total - XSW_HEADER_SIZE);
+    (void)xsw_error_name(xsw_reply_error(&msg));
+    (void)xsw_type_name(msg.type);
+    if (xsw_decode_watch_event(&msg, &path, &plen, &token, &tlen)) {
+        REQUIRE(plen > 0 && plen + 1 + tlen <= msg.len);
+        REQUIRE(memchr(path, 0, plen) == NULL && memchr(token, 0, tlen) == NULL);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    switch (data[0]) {
+    case 0: {
+        const char *reason = json_parse_object((const char *)data + 1, size - 1, &doc);
+
+        check_json_result(data + 1, size - 1, reason);
+        break;
+    }
+    case 1:
+        fuzz_xenstore(data + 1, size - 1);
+        break;
+    default:
+        fuzz_events(data + 1, size - 1);
+    }
+    return 0;
+}
