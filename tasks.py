@@ -73,4 +73,78 @@ def fuzz(c: Context, seconds: int = 300, out: str = str(BUILD_DIR / "fuzz")) -> 
     c.run(f"make -s -C {ROOT / 'kernel' / 'fuzz'} O={Path(out).resolve()} run SECONDS={seconds}")
 
 
+@task(
+    help={
+        "version": "the release version and tag, e.g. 0.1.5",
+        "repo": "GitHub owner/name (default: $GITHUB_REPOSITORY or the origin remote)",
+        "draft": "upload and verify, but leave the release as an unpublished draft",
+        "dry_run": "check and report what would happen; change nothing on GitHub",
+        "api_url": "GitHub API URL (GitHub Enterprise: https://HOST/api/v3)",
+        "token_file": "read the token from this file instead of $GITHUB_TOKEN",
+    }
+)
+def release(
+    c: Context,
+    version: str,
+    repo: str = "",
+    draft: bool = False,
+    dry_run: bool = False,
+    api_url: str = "https://api.github.com",
+    token_file: str = "",
+) -> None:
+    """Publish build/test-vm.xen.gz as GitHub release VERSION (run as `invoke build release`)."""
+    from xen_test_release.cli import release_main
+
+    code = release_main(
+        ROOT,
+        version=version,
+        repo=repo,
+        draft=draft,
+        dry_run=dry_run,
+        api_url=api_url,
+        token_file=token_file,
+    )
+    if code:
+        raise SystemExit(code)
+
+
+@task(
+    help={
+        "version": "the release version, e.g. 0.1.5",
+        "repo": "GitHub owner/name (default: xapi-project/xen-test-vm)",
+        "dest": "directory to save test-vm.xen.gz in",
+        "base_url": "download site (default: https://github.com)",
+    }
+)
+def download(
+    c: Context,
+    version: str,
+    repo: str = "",
+    dest: str = ".",
+    base_url: str = "https://github.com",
+) -> None:
+    """Download a released test-vm.xen.gz and check it against the release's SHA256SUMS."""
+    from xen_test_release.cli import download_main
+
+    code = download_main(ROOT, version=version, repo=repo, dest=dest, base_url=base_url)
+    if code:
+        raise SystemExit(code)
+
+
+@task(
+    help={
+        "version": "the release to check, e.g. 0.1.5 (its tag must be fetched)",
+        "repo": "GitHub owner/name (default: xapi-project/xen-test-vm)",
+        "base_url": "download site (default: https://github.com)",
+    }
+)
+def verify(c: Context, version: str, repo: str = "", base_url: str = "https://github.com") -> None:
+    """Rebuild tag VERSION from a clean checkout and compare with the published image."""
+    from xen_test_release.cli import verify_main
+
+    code = verify_main(ROOT, version=version, repo=repo, base_url=base_url)
+    if code:
+        raise SystemExit(code)
+
+
 os.environ.setdefault("XEN_TEST_VM_ROOT", str(ROOT))
