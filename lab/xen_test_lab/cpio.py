@@ -16,7 +16,9 @@ class CpioWriter:
         self._out = out
         self._inode = 0
 
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+    def _entry(
+        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
+    ) -> None:
         self._inode += 1
         encoded = name.encode() + b"\0"
         fields = (

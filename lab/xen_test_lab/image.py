@@ -1,4 +1,4 @@
-"""Build the lab's boot artifacts from unpacked Debian packages: Xen, dom0 kernel, dom0 initramfs."""
+"""Build the lab's boot files from unpacked Debian packages: Xen, dom0 kernel and initramfs."""
 
 from __future__ import annotations
 
@@ -233,8 +233,8 @@ def _build(pkgs: list[packages.Package], debs_dir: Path, out: Path) -> None:
 
     with (work / "dom0.cpio").open("wb") as f:
         writer = CpioWriter(f)
-        for link in _MERGED:
-            writer.symlink(link, f"usr/{link}")
+        for top in _MERGED:
+            writer.symlink(top, f"usr/{top}")
         for d in ("dev", "proc", "sys", "run", "tmp", "var", "var/log", "var/lib"):
             writer.directory(d)
         writer.char_device("dev/console", 5, 1)

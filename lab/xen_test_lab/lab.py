@@ -37,7 +37,9 @@ def write_ssh_files(run_dir: Path, port: int) -> tuple[Path, str, str]:
     Returns (ssh_config, authorized public key, private host key).
     """
     if not shutil.which("ssh-keygen"):
-        raise LabError("ssh-keygen not found: run scripts/bootstrap (Debian package openssh-client)")
+        raise LabError(
+            "ssh-keygen not found: run scripts/bootstrap (Debian package openssh-client)"
+        )
     client_public = _keygen(run_dir / "id_ed25519")
     host_public = _keygen(run_dir / "ssh_host_ed25519_key")
     host_fields = host_public.split()
@@ -123,7 +125,9 @@ class LabHost:
                 timeout=300,
             )
         if result.returncode != 0:
-            raise LabError(f"copying {local} to dom0:{remote} failed: {result.stderr.decode().strip()}")
+            raise LabError(
+                f"copying {local} to dom0:{remote} failed: {result.stderr.decode().strip()}"
+            )
 
     def console_log(self, guest_name: str) -> str:
         """What the named guest has printed on its PV console so far."""
@@ -153,11 +157,19 @@ def _choose_accel(accel: str) -> str:
 
 
 def boot(
-    run_dir: Path, port: int | None = None, accel: str = "auto", detached: bool = False
+    run_dir: Path,
+    port: int | None = None,
+    accel: str = "auto",
+    memory_mib: int = qemu.GUEST_RAM_MIB,
+    detached: bool = False,
 ) -> tuple[qemu.QemuProcess, LabHost]:
     """Build (if needed) and boot the lab; return the QEMU process and a ready host handle."""
     qemu.require_qemu()
-    qemu.require_memory()
+    if memory_mib < qemu.DOM0_MIB + 256:
+        raise LabError(
+            f"--memory must be at least {qemu.DOM0_MIB + 256} MiB (dom0 has {qemu.DOM0_MIB})"
+        )
+    qemu.require_memory(memory_mib)
     if port is None:
         port = qemu.free_port()
     else:
@@ -166,9 +178,13 @@ def boot(
     ssh_config, client_key, host_key = write_ssh_files(run_dir, port)
     initrd = boot_initrd(image, run_dir, client_key, host_key)
     chosen = _choose_accel(accel)
-    process = qemu.start(
-        image.xen, image.dom0_kernel, initrd, run_dir, port, chosen, detached=detached
-    )
+
+    def start(accel: str) -> qemu.QemuProcess:
+        return qemu.start(
+            image.xen, image.dom0_kernel, initrd, run_dir, port, accel, memory_mib, detached
+        )
+
+    process = start(chosen)
     try:
         try:
             process.wait_ready(BOOT_TIMEOUT if chosen == "tcg" else 60.0)
@@ -178,9 +194,7 @@ def boot(
             # KVM looked usable but Xen did not come up under it: software emulation always works.
             process.stop()
             chosen = "tcg"
-            process = qemu.start(
-                image.xen, image.dom0_kernel, initrd, run_dir, port, chosen, detached=detached
-            )
+            process = start(chosen)
             process.wait_ready(BOOT_TIMEOUT)
         host = LabHost(ssh_config, port, run_dir, accel=chosen, qemu_pid=process.pid)
         _wait_for_ssh(host, process)
@@ -205,16 +219,21 @@ def _wait_for_ssh(host: LabHost, process: qemu.QemuProcess) -> None:
     raise LabError(f"dom0 did not answer over SSH: {last or 'no error text'}")
 
 
+def close_ssh(host: LabHost) -> None:
+    """End the shared SSH connection so no ssh master outlives the lab."""
+    subprocess.run([*host.ssh_command, "-O", "exit"], capture_output=True, check=False, timeout=10)
+
+
 @contextlib.contextmanager
-def running_lab(port: int | None = None, accel: str = "auto") -> Iterator[LabHost]:
+def running_lab(
+    port: int | None = None, accel: str = "auto", memory_mib: int = qemu.GUEST_RAM_MIB
+) -> Iterator[LabHost]:
     """Boot the lab for the duration of the block; QEMU is always stopped on the way out."""
     with tempfile.TemporaryDirectory(prefix="xen-lab-") as tmp:
         run_dir = Path(tmp)
-        process, host = boot(run_dir, port=port, accel=accel)
+        process, host = boot(run_dir, port=port, accel=accel, memory_mib=memory_mib)
         try:
             yield host
         finally:
-            subprocess.run(
-                [*host.ssh_command, "-O", "exit"], capture_output=True, check=False, timeout=10
-            )
+            close_ssh(host)
             process.stop()

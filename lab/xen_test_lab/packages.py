@@ -25,7 +25,9 @@ TOP_PACKAGES = (
 KERNEL_META_PACKAGE = "linux-image-amd64"
 # Dependencies that only matter to maintainer scripts or interpreters the lab never runs;
 # elogind would shadow the real libsystemd0 that sshd links.
-_SKIPPED_DEPENDENCY = re.compile(r"perl|python|debconf|libdebian-installer|libnewt|libslang|libsemanage|elogind")
+_SKIPPED_DEPENDENCY = re.compile(
+    r"perl|python|debconf|libdebian-installer|libnewt|libslang|libsemanage|elogind"
+)
 
 
 @dataclass(frozen=True)

@@ -37,18 +37,18 @@ def require_qemu() -> str:
     return path
 
 
-def require_memory(mib: int = GUEST_RAM_MIB + 256) -> None:
-    """Refuse to start when the machine cannot hold the lab."""
+def require_memory(mib: int) -> None:
+    """Refuse to start when the machine cannot hold the lab (QEMU needs its RAM plus ~256 MiB)."""
     try:
         meminfo = Path("/proc/meminfo").read_text()
     except OSError:
         return
     match = re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.MULTILINE)
-    if match and int(match.group(1)) // 1024 < mib:
+    if match and int(match.group(1)) // 1024 < mib + 256:
         available = int(match.group(1)) // 1024
         raise LabError(
-            f"too little memory for the lab: it needs {mib} MiB, {available} MiB are available; "
-            "stop other labs or VMs and retry"
+            f"too little memory for the lab: it needs {mib + 256} MiB, {available} MiB are "
+            "available; stop other labs or VMs, or give less with --memory"
         )
 
 
@@ -152,6 +152,7 @@ def start(
     run_dir: Path,
     port: int,
     accel: str,
+    memory_mib: int = GUEST_RAM_MIB,
     detached: bool = False,
 ) -> QemuProcess:
     """Start QEMU with Xen and dom0; SSH is forwarded from 127.0.0.1:port only."""
@@ -161,7 +162,7 @@ def start(
     cpu = "host" if accel == "kvm" else "max"
     args = [
         qemu, "-nodefaults", "-display", "none", "-no-reboot",
-        "-accel", accel, "-cpu", cpu, "-m", str(GUEST_RAM_MIB), "-smp", "2",
+        "-accel", accel, "-cpu", cpu, "-m", str(memory_mib), "-smp", "2",
         "-serial", f"file:{console_log}", "-monitor", "none",
         "-kernel", str(xen), "-append", XEN_ARGS,
         "-initrd", f"{_escape(str(dom0_kernel))} {DOM0_ARGS},{_escape(str(initrd))}",

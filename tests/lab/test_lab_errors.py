@@ -1,0 +1,62 @@
+"""Lab failures a person can fix get one line on stderr, exit 1 and no traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _lab(args: list[str], env_updates: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "lab")
+    env.update(env_updates)
+    return subprocess.run(
+        [sys.executable, "-m", "xen_test_lab.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], words: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lab: error: ")
+    assert words in lines[0]
+
+
+def test_missing_qemu(tmp_path: Path) -> None:
+    result = _lab([], {"PATH": str(tmp_path)})
+    _assert_one_line_error(result, "qemu-system-x86_64 not found")
+
+
+def test_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _lab(["--port", str(port)], {})
+    _assert_one_line_error(result, f"port {port} on 127.0.0.1 is in use")
+
+
+def test_too_little_memory() -> None:
+    result = _lab(["--memory", str(64 * 1024 * 1024)], {})
+    _assert_one_line_error(result, "too little memory for the lab")
+
+
+def test_failed_package_download(tmp_path: Path) -> None:
+    apt_config = tmp_path / "apt.conf"
+    # Nothing listens on port 9: every download is refused at once.
+    apt_config.write_text(
+        'Acquire::http::Proxy "http://127.0.0.1:9";\nAcquire::https::Proxy "http://127.0.0.1:9";\n'
+    )
+    result = _lab([], {"XEN_TEST_VM_CACHE": str(tmp_path / "cache"), "APT_CONFIG": str(apt_config)})
+    _assert_one_line_error(result, "downloading Debian packages failed")
