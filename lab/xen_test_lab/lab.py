@@ -87,7 +87,8 @@ class LabHost:
     ssh_config: Path
     port: int
     run_dir: Path
-    ready_seconds: float = 0.0
+    ready_seconds: float = 0.0  # QEMU start -> `xl info` answers over SSH
+    init_seconds: float = 0.0  # QEMU start -> dom0's init reports ready on the console
     accel: str = "tcg"
     qemu_pid: int = 0
     ssh_alias: str = SSH_ALIAS
@@ -187,7 +188,7 @@ def boot(
     process = start(chosen)
     try:
         try:
-            process.wait_ready(BOOT_TIMEOUT if chosen == "tcg" else 60.0)
+            init_seconds = process.wait_ready(BOOT_TIMEOUT if chosen == "tcg" else 60.0)
         except LabError:
             if chosen != "kvm" or accel != "auto":
                 raise
@@ -195,8 +196,9 @@ def boot(
             process.stop()
             chosen = "tcg"
             process = start(chosen)
-            process.wait_ready(BOOT_TIMEOUT)
+            init_seconds = process.wait_ready(BOOT_TIMEOUT)
         host = LabHost(ssh_config, port, run_dir, accel=chosen, qemu_pid=process.pid)
+        host.init_seconds = init_seconds
         _wait_for_ssh(host, process)
         host.ready_seconds = time.monotonic() - process.started
         return process, host

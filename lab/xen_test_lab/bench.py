@@ -1,0 +1,90 @@
+"""`invoke bench`: measure the lab and the test kernel on real Xen; write a JSON report."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import LabError
+from .lab import LabHost, running_lab
+
+LAB_READY_TARGET_SECONDS = 10.0
+# Sections other parts of the project contribute: module name -> measure(host, image, report).
+SECTIONS = ("xen_test_lab.bench_kernel", "xen_test_lab.bench_testing")
+
+Report = dict[str, Any]
+
+
+def _machine() -> Report:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "qemu": subprocess.run(
+            ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=False
+        ).stdout.splitlines()[:1],
+    }
+
+
+def measure_lab_boot(boots: int) -> tuple[Report, list[float]]:
+    """Boot the lab `boots` times; seconds from QEMU start to dom0 ready (xl info over SSH)."""
+    ready: list[float] = []
+    init: list[float] = []
+    accel = "tcg"
+    for _ in range(boots):
+        with running_lab() as host:
+            ready.append(round(host.ready_seconds, 2))
+            init.append(round(host.init_seconds, 2))
+            accel = host.accel
+    median = statistics.median(ready)
+    return {
+        "accel": accel,
+        "dom0_ready_seconds": ready,
+        "dom0_ready_median_seconds": median,
+        "dom0_init_done_seconds": init,
+        "target_seconds": LAB_READY_TARGET_SECONDS,
+        "meets_target": median <= LAB_READY_TARGET_SECONDS,
+    }, ready
+
+
+def _run_sections(host: LabHost, kernel_image: Path | None, report: Report) -> None:
+    for name in SECTIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            report.setdefault("skipped", []).append(f"{name}: not built yet")
+            continue
+        if kernel_image is None:
+            report.setdefault("skipped", []).append(f"{name}: no kernel image")
+            continue
+        module.measure(host, kernel_image, report)
+
+
+def run_bench(out: Path, kernel_builder: Callable[[], object] | None = None, boots: int = 3) -> int:
+    """Run every benchmark and write the JSON report to `out`; returns an exit status."""
+    report: Report = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report["machine"] = _machine()
+    try:
+        report["lab"], _ = measure_lab_boot(boots)
+        kernel_image: Path | None = None
+        if kernel_builder is not None:
+            kernel_builder()
+            candidate = Path(os.environ.get("XEN_TEST_VM_ROOT", ".")) / "build" / "test-vm.xen.gz"
+            kernel_image = candidate if candidate.exists() else None
+        with running_lab() as host:
+            _run_sections(host, kernel_image, report)
+    except LabError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"bench: report written to {out}", file=sys.stderr)
+    return 0
