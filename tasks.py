@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from invoke import Context, task
+from invoke.context import Context
+from invoke.tasks import task
 
 ROOT = Path(__file__).resolve().parent
 for _sub in ("client", "lab", "release"):
@@ -50,13 +51,26 @@ def test(c: Context, k: str = "", no_lab: bool = False) -> None:
         "detach": "boot in the background and return",
         "stop": "stop a detached lab",
         "status": "show the detached lab, if any",
+        "port": "SSH port on 127.0.0.1 (default: a free one)",
+        "accel": "auto (KVM only if it can run Xen), tcg or kvm",
+        "memory": "QEMU RAM in MiB",
     }
 )
-def lab(c: Context, detach: bool = False, stop: bool = False, status: bool = False) -> None:
+def lab(
+    c: Context,
+    detach: bool = False,
+    stop: bool = False,
+    status: bool = False,
+    port: int = 0,
+    accel: str = "auto",
+    memory: int = 1536,
+) -> None:
     """Boot the local Xen lab (Xen + Debian dom0 in QEMU) and print how to ssh in."""
     from xen_test_lab.cli import lab_command
 
-    raise SystemExit(lab_command(detach=detach, stop=stop, status=status))
+    code = lab_command(detach, stop, status, port or None, accel, memory)
+    if code:
+        raise SystemExit(code)
 
 
 @task(help={"out": "where to write the JSON report"})
