@@ -94,6 +94,19 @@ def release_notes(version: str, repo: str, commit: str, image: bytes) -> str:
     )
 
 
+def require_kernel_version(root: Path, version: str) -> None:
+    """The kernel reports kernel/VERSION at run time; it must be the version being released."""
+    version_file = root / "kernel" / "VERSION"
+    if not version_file.exists():
+        return
+    embedded = version_file.read_text(encoding="utf-8").strip()
+    if embedded != version:
+        raise ReleaseError(
+            f"kernel/VERSION says {embedded} but the release is {version}: set kernel/VERSION to "
+            f"{version}, commit, and move the tag to that commit"
+        )
+
+
 def release_command(options: ReleaseOptions, world: Environment) -> int:
     """Check, rebuild-compare and publish build/test-vm.xen.gz as release <version>."""
     version = validate_version(options.version)
@@ -107,6 +120,7 @@ def release_command(options: ReleaseOptions, world: Environment) -> int:
     installed = require_pinned_toolchain(lock, world.probe)
     require_clean_tree(root)
     commit = require_tag_at_head(root, version)
+    require_kernel_version(root, version)
 
     artifact = options.artifact or root / "build" / ASSET_NAME
     try:

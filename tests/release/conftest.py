@@ -76,6 +76,7 @@ def source_repo(tmp_path: Path) -> SourceRepo:
     shutil.copy(REPO_ROOT / "toolchain.lock", root / "toolchain.lock")
     (root / ".gitignore").write_text("/build/\n")
     (root / "kernel" / "kernel.c").write_text("/* the test kernel, version 0.1.5 */\n")
+    (root / "kernel" / "VERSION").write_text(VERSION + "\n")
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "release-test@example.invalid")
     git(root, "config", "user.name", "Release Test")

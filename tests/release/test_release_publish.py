@@ -240,6 +240,7 @@ def test_rejected_token_is_one_line_without_the_token(
         ("drift", "toolchain differs from toolchain.lock: gcc 12.3.0-1"),
         ("tag-not-pushed", "is not on GitHub"),
         ("tag-elsewhere-on-github", "on GitHub names commit"),
+        ("kernel-version", "kernel/VERSION says 0.1.4 but the release is 0.1.5"),
     ],
 )
 def test_checks_before_publishing_refuse_with_one_line(
@@ -270,6 +271,11 @@ def test_checks_before_publishing_refuse_with_one_line(
         fake_github.tags.clear()
     elif change == "tag-elsewhere-on-github":
         fake_github.tags[VERSION] = "cd" * 20
+    elif change == "kernel-version":
+        (root / "kernel" / "VERSION").write_text("0.1.4\n")
+        git(root, "commit", "-q", "-am", "wrong version")
+        git(root, "tag", "-f", "-a", VERSION, "-m", "moved")
+        source_repo.build()
     code, _, err = release(world, fake_github, **options)
     one_line_error(code, err)
     assert message in err
