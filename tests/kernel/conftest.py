@@ -1,0 +1,102 @@
+"""Fixtures for kernel tests. Build once, boot guests on the session's lab, always clean up.
+
+- `kernel_image` (session): `make -C kernel O=<tmp> image`, the path of test-vm.xen.gz.
+- `lab_kernel` (session): that image copied into the lab's dom0 (needs `lab_host`).
+- `make_guest` (function): a factory; `make_guest("prefix", memory_mib=16, cmdline="")` runs
+  `xl create` and waits until data/test-vm/state is `ready`. Every guest it made is destroyed
+  when the test ends, whatever the test did to it.
+- `shared_guest` (module): one ready guest for tests that leave it running and ready (e.g. send
+  an unknown request, arm and disarm); a test that shuts it down must use `make_guest` instead.
+
+A `Guest` (tests/kernel/guests.py) reads/writes xenstore relative to its home, waits for keys
+and console lines, and reports its `xl list` state; it follows the guest by name, so it keeps
+working after reboot, restore and migration give the domain a new domid.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from xen_test_lab.lab import LabHost
+
+from tests.kernel.guests import DEFAULT_MEMORY_MIB, Guest, create_guest, install_kernel
+
+KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernel"
+
+
+class GuestFactory(Protocol):
+    """The `make_guest` fixture's signature."""
+
+    def __call__(
+        self,
+        prefix: str = "guest",
+        memory_mib: int = DEFAULT_MEMORY_MIB,
+        cmdline: str = "",
+        wait_ready: bool = True,
+    ) -> Guest: ...
+
+
+def build_kernel(out_dir: Path, **env: str) -> Path:
+    """Build the kernel into out_dir; returns the gzipped image."""
+    result = subprocess.run(
+        ["make", "-s", "-C", str(KERNEL_DIR), f"O={out_dir}", "image"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"kernel build failed:\n{result.stdout}\n{result.stderr}")
+    return out_dir / "test-vm.xen.gz"
+
+
+@pytest.fixture(scope="session")
+def kernel_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kernel, built once per session from the working tree."""
+    return build_kernel(tmp_path_factory.mktemp("kernel-build"))
+
+
+@pytest.fixture(scope="session")
+def lab_kernel(lab_host: LabHost, kernel_image: Path) -> str:
+    """The kernel's path inside the lab's dom0."""
+    return install_kernel(lab_host, kernel_image)
+
+
+@pytest.fixture
+def make_guest(lab_host: LabHost, lab_kernel: str) -> Iterator[GuestFactory]:
+    """Create ready test guests; all of them are destroyed at the end of the test."""
+    made: list[Guest] = []
+
+    def factory(
+        prefix: str = "guest",
+        memory_mib: int = DEFAULT_MEMORY_MIB,
+        cmdline: str = "",
+        wait_ready: bool = True,
+    ) -> Guest:
+        guest = create_guest(
+            lab_host,
+            prefix,
+            memory_mib=memory_mib,
+            cmdline=cmdline,
+            wait_ready=wait_ready,
+            kernel=lab_kernel,
+        )
+        made.append(guest)
+        return guest
+
+    yield factory
+    for guest in made:
+        guest.destroy()
+
+
+@pytest.fixture(scope="module")
+def shared_guest(lab_host: LabHost, lab_kernel: str) -> Iterator[Guest]:
+    """One ready guest shared by a module's tests; destroyed after the module."""
+    guest = create_guest(lab_host, "shared", kernel=lab_kernel)
+    yield guest
+    guest.destroy()
