@@ -79,9 +79,17 @@ class ReleaseOptions:
     artifact: Path | None = None  # default: <root>/build/test-vm.xen.gz
 
 
-def release_notes(version: str, repo: str, commit: str, image: bytes) -> str:
+def web_url_for(api_url: str) -> str:
+    """github.com for the public API, https://HOST for GitHub Enterprise's https://HOST/api/v3."""
+    api = api_url.rstrip("/")
+    if api == DEFAULT_API_URL:
+        return "https://github.com"
+    return api.removesuffix("/api/v3")
+
+
+def release_notes(version: str, repo: str, commit: str, image: bytes, web_url: str) -> str:
     """The release body: provenance and how to fetch and check the image."""
-    base = f"https://github.com/{repo}/releases/download/{version}"
+    base = f"{web_url}/{repo}/releases/download/{version}"
     return (
         f"xen-test-vm {version}, built from {commit} with the toolchain pinned in "
         "toolchain.lock (details in build-manifest.json).\n\n"
@@ -158,7 +166,7 @@ def release_command(options: ReleaseOptions, world: Environment) -> int:
         tag=version,
         commit=commit,
         title=f"xen-test-vm {version}",
-        body=release_notes(version, repo, commit, image),
+        body=release_notes(version, repo, commit, image, web_url_for(options.api_url)),
         prerelease=is_prerelease(version),
         assets=assets,
         stop_at_draft=options.draft,

@@ -59,6 +59,9 @@ def assert_complete(fake: FakeGitHub, repo: SourceRepo) -> FakeRelease:
     assert manifest["image"]["sha256"] == hashlib.sha256(image.data).hexdigest()
     assert manifest["toolchain"]["installed_debian_packages"]["libxen-dev"]
     assert published.target_commitish == repo.head
+    # The notes show where to download from: the fake's web host, as for GitHub Enterprise.
+    download = f"{fake.web_url}/{fake.repo}/releases/download/{VERSION}/test-vm.xen.gz"
+    assert f"curl -fLO {download}" in published.body
     return published
 
 
