@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,23 @@ def test_checks_before_publishing_refuse_with_one_line(
     one_line_error(code, err)
     assert message in err
     assert fake_github.writes() == [] and fake_github.releases == []
+
+
+def test_dry_run_without_a_token_checks_locally_only(world: World, fake_github: FakeGitHub) -> None:
+    world.environment.env = {"GITHUB_REPOSITORY": fake_github.repo}
+    code, out, err = release(world, fake_github, dry_run=True)
+    assert (code, err) == (0, "")
+    assert "would publish test-vm.xen.gz sha256" in out
+    assert "the release on GitHub was not inspected" in out
+    assert fake_github.requests == []
+
+
+def test_unreachable_api_is_a_one_line_error(world: World, fake_github: FakeGitHub) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    code, _, err = release(world, fake_github, api_url=f"http://127.0.0.1:{port}/api/v3")
+    one_line_error(code, err)
+    assert "network error" in err
+    assert fake_github.token not in err
