@@ -9,6 +9,10 @@
 #ifndef __XEN_INTERFACE_VERSION__
 #error "__XEN_INTERFACE_VERSION__ must be defined by the build"
 #endif
+/* sched_op and event_channel_op got their current numbers in 0x00030202. */
+#if __XEN_INTERFACE_VERSION__ < 0x00030202
+#error "__XEN_INTERFACE_VERSION__ selects a legacy interface version (old hypercall numbers)"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>

@@ -114,15 +114,44 @@ def test_migration_to_the_same_host(lab_host: LabHost, make_guest: GuestFactory)
 
 def test_twenty_suspend_cycles_in_a_row(lab_host: LabHost, make_guest: GuestFactory) -> None:
     """Alternate restore into a new domain and checkpoint, so both resume paths follow each
-    other; the guest never reboots and counts every resume."""
+    other; the guest never reboots and counts every resume. The loop runs in dom0 (one SSH
+    round trip) and prints, per cycle, the domid and data/test-vm/{resumes,state} it saw."""
     guest = make_guest("cycles", memory_mib=MEMORY_MIB)
-    for cycle in range(1, CYCLES + 1):
-        if cycle % 2:
-            save_restore(lab_host, guest)
-        else:
-            checkpoint(lab_host, guest)
-        guest.wait_for_key("data/test-vm/resumes", str(cycle))
-        guest.wait_ready()
+    name = shlex.quote(guest.name)
+    path = _save_file(guest)
+    script = f"""
+    set -e
+    wait_resumes() {{
+        for i in $(seq 500); do
+            d=$(xl domid {name})
+            [ "$(xenstore-read /local/domain/$d/data/test-vm/resumes)" = "$1" ] &&
+                [ "$(xenstore-read /local/domain/$d/data/test-vm/state)" = ready ] && return 0
+            usleep 20000
+        done
+        echo "cycle $1: timed out; resumes=$(xenstore-read /local/domain/$d/data/test-vm/resumes)"
+        return 1
+    }}
+    for cycle in $(seq {CYCLES}); do
+        if [ $((cycle % 2)) = 1 ]; then
+            xl save {name} {path} >/dev/null 2>&1
+            xl restore {path} >/dev/null 2>&1
+        else
+            xl save -c {name} {path} >/dev/null 2>&1
+        fi
+        rm -f {path}
+        wait_resumes $cycle
+        echo "cycle $cycle domid $(xl domid {name})"
+    done
+    """
+    result = lab_host.run(script, check=False, timeout=900)
+    lab_host.run(f"rm -f {path}", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr + guest.console()[-3000:]
+    domids = [int(line.split()[-1]) for line in result.stdout.splitlines()]
+    assert len(domids) == CYCLES
+    # Restores (odd cycles) give a new domid, checkpoints (even cycles) keep it.
+    for cycle in range(2, CYCLES + 1):
+        changed = domids[cycle - 1] != domids[cycle - 2]
+        assert changed == (cycle % 2 == 1), f"cycle {cycle}: domids {domids}"
     lines = guest.console_lines()
     assert sum(line.startswith("resumed domid ") for line in lines) == CYCLES // 2
     assert sum(line.startswith("resumed (cancelled) domid ") for line in lines) == CYCLES // 2
