@@ -11,68 +11,21 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-HOST_TESTS_DIR = ROOT / "kernel" / "tests" / "host"
-BUILD_DIR = ROOT / "build" / "host-tests"
-
-ACTIONS = ("poweroff", "halt", "reboot", "crash", "suspend", "ignore")
-# PROTOCOL.md section 2/3: what each word makes the kernel do, and the line it prints last.
-PERFORMED = {
-    "poweroff": "poweroff",
-    "halt": "poweroff",
-    "reboot": "reboot",
-    "crash": "crash",
-    "suspend": "suspend",
-    "ignore": "none",
-}
-ACTION_LINE = {
-    "poweroff": "powering off",
-    "reboot": "rebooting",
-    "crash": "crashing",
-    "suspend": "suspending",
-    "none": "ignoring",
-}
+from tests.kernel.host_driver import as_bytes, build_host_tools, run_driver
+from tests.kernel.protocol_cases import ACTION_LINE, ACTIONS, BOGUS, PERFORMED, armed_json
 
 
 @pytest.fixture(scope="module")
 def host_build() -> Path:
     """Build the unit-test binary and the driver (make is incremental)."""
-    result = subprocess.run(
-        ["make", "-s", "-C", str(HOST_TESTS_DIR), f"O={BUILD_DIR}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return BUILD_DIR
-
-
-def run_driver(build: Path, commands: Sequence[str]) -> list[dict[str, Any]]:
-    """Run the driver over commands; one decoded JSON object per command."""
-    result = subprocess.run(
-        [str(build / "driver")],
-        input="".join(c + "\n" for c in commands),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"driver failed ({result.returncode}): {result.stderr}"
-    assert result.stderr == "", result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == len(commands)
-    return [json.loads(line) for line in lines]
-
-
-def as_bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("ascii")
+    return build_host_tools()
 
 
 # --- C unit tests (codec, string helpers, JSON bounds) ----------------------------------------
@@ -392,10 +345,6 @@ class Step:
         return f"{self.event} {self.value!s}".strip()
 
 
-def armed_json(ack: str, action: str) -> str:
-    return json.dumps({"when": "onshutdown", "ack": ack, "action": action}, separators=(",", ":"))
-
-
 def arm(ack: str, action: str, replaces: str | None = None) -> Step:
     """A valid onshutdown message and its expected effects (PROTOCOL.md section 3 and 5)."""
     canonical = armed_json(ack, action)
@@ -703,93 +652,6 @@ SCENARIOS: dict[str, list[Step]] = {
     ],
 }
 
-# Section 3: invalid messages and the exact reason recorded in data/test-vm/last-error.
-BOGUS: list[tuple[str, str | bytes, str]] = [
-    ("not JSON", "poweroff", "not an object at offset 0"),
-    ("array", '["when","now"]', "not an object at offset 0"),
-    ("string", '"now"', "not an object at offset 0"),
-    ("null", "null", "not an object at offset 0"),
-    ("truncated", '{"when":"now"', "unexpected end of input at offset 13"),
-    ("single quotes", "{'when':'now'}", "expected a string key at offset 1"),
-    ("trailing comma", '{"when":"now","action":"ignore",}', "expected a string key at offset 32"),
-    (
-        "two objects",
-        '{"when":"now","action":"ignore"}{}',
-        "trailing data after the object at offset 32",
-    ),
-    ("empty object", "{}", "missing field: when"),
-    ("missing action", '{"when":"now"}', "missing field: action"),
-    ("missing ack", '{"when":"onshutdown","action":"reboot"}', "missing field: ack"),
-    ("when wrong type", '{"when":1,"action":"reboot"}', "field when: number"),
-    ("when null", '{"when":null,"action":"reboot"}', "field when: null"),
-    ("action wrong type", '{"when":"now","action":["reboot"]}', "field action: array"),
-    ("ack wrong type", '{"when":"onshutdown","action":"reboot","ack":true}', "field ack: boolean"),
-    ("ack object", '{"when":"onshutdown","action":"reboot","ack":{}}', "field ack: object"),
-    ("ack empty", '{"when":"onshutdown","action":"reboot","ack":""}', "empty ack"),
-    ("unknown when", '{"when":"later","action":"reboot"}', "unknown when: later"),
-    ("unknown action", '{"when":"now","action":"explode"}', "unknown action: explode"),
-    ("action case", '{"when":"now","action":"Reboot"}', "unknown action: Reboot"),
-    (
-        "action with NUL-free control",
-        '{"when":"now","action":"reboot\\n"}',
-        "unknown action: reboot\\x0a",
-    ),
-    (
-        "long unknown action",
-        '{"when":"now","action":"' + "y" * 100 + '"}',
-        "unknown action: " + "y" * 64 + "...(100 bytes)",
-    ),
-    ("duplicate when", '{"when":"now","when":"now","action":"ignore"}', "duplicate field: when"),
-    (
-        "duplicate action",
-        '{"when":"now","action":"ignore","action":"reboot"}',
-        "duplicate field: action",
-    ),
-    (
-        "duplicate ack",
-        '{"when":"onshutdown","ack":"ok","ack":"none","action":"ignore"}',
-        "duplicate field: ack",
-    ),
-    (
-        "non-ASCII",
-        '{"when":"now","action":"ignore","x":"é"}'.encode(),
-        "non-ASCII byte 0xc3 at offset 37",
-    ),
-    ("latin-1 byte", b'{"when":"now","action":"ignor\xe9"}', "non-ASCII byte 0xe9 at offset 29"),
-    (
-        "non-ASCII escape",
-        '{"when":"now","action":"ignore","x":"\\u00e9"}',
-        "non-ASCII \\u escape at offset 37",
-    ),
-    (
-        "control byte in string",
-        b'{"when":"now","action":"ig\x01nore"}',
-        "control byte in string 0x01 at offset 26",
-    ),
-    (
-        "control byte outside",
-        b'{"when":"now",\x07"action":"ignore"}',
-        "control byte 0x07 at offset 14",
-    ),
-    ("NUL byte", b'{"when":"now"\x00}', "control byte 0x00 at offset 13"),
-    ("NUL escape", '{"when":"now","action":"ignore","x":"\\u0000"}', "NUL in string at offset 37"),
-    (
-        "deep nesting",
-        '{"x":' + "[" * 100 + "]" * 100 + ',"when":"now","action":"ignore"}',
-        "nesting too deep at offset 12",
-    ),
-    ("4096-byte string", '"' + "a" * 4094 + '"', "not an object at offset 0"),
-    (
-        "over 4096 bytes",
-        '{"when":"now","action":"ignore","pad":"' + "p" * 4100 + '"}',
-        "message too long at offset 4096",
-    ),
-    (
-        "too many fields",
-        "{" + ",".join(f'"f{i}":{i}' for i in range(33)) + "}",
-        "too many fields at offset 269",
-    ),
-]
 
 for _name, _message, _reason in BOGUS:
     SCENARIOS[f"bogus {_name}"] = [

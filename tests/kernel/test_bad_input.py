@@ -1,0 +1,190 @@
+"""Invalid control/testing messages on real Xen (PROTOCOL.md section 3, issue 4).
+
+Each message of the corpus is written to control/testing of one running guest (armed with a
+valid instruction first); each must be acknowledged, rejected with its exact reason in
+data/test-vm/last-error and on the console, and leave the armed instruction in place. Then 300
+random invalid messages in a row, and a valid message must still work. The expected reasons
+come from the same table as the host unit tests; for the random messages from the host build of
+the same C code (kernel/tests/host/driver.c), so the kernel on Xen and on the host must agree.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from xen_test_lab.dom0_xs import Dom0Script, decode_read, domids, install_tool
+from xen_test_lab.lab import LabHost
+
+from tests.kernel.host_driver import as_bytes, build_host_tools, run_driver
+from tests.kernel.protocol_cases import BOGUS, armed_json
+from tests.kernel.testing_lab import (
+    console_logs,
+    create_guests,
+    destroy_guests,
+    make_testing_writable,
+    send_message,
+    xl_states,
+)
+
+pytestmark = pytest.mark.lab
+
+ARMED = armed_json("none", "ignore")
+AFTER = armed_json("obeyed", "ignore")  # the valid message sent after all the bad ones
+RANDOM_COUNT = 300
+# xenstore carries at most 4096 payload bytes for a write: the path, a NUL, then the value.
+XENSTORE_PAYLOAD_MAX = 4096
+
+
+# The longest control/testing value a write can carry for any domid (5 digits at most).
+LONGEST_VALUE = XENSTORE_PAYLOAD_MAX - len("/local/domain/65535/control/testing") - 1
+
+
+def lab_corpus() -> list[tuple[str, bytes, str]]:
+    """BOGUS as it can travel through xenstore: messages longer than a write can carry (the
+    host tests cover those) are replaced by the longest JSON string that fits."""
+    corpus = [(n, as_bytes(m), r) for n, m, r in BOGUS if len(as_bytes(m)) <= LONGEST_VALUE]
+    longest = b'"' + b"a" * (LONGEST_VALUE - 2) + b'"'
+    corpus.append((f"{LONGEST_VALUE}-byte string", longest, "not an object at offset 0"))
+    return corpus
+
+
+CORPUS = lab_corpus()
+
+
+def random_invalid_messages(count: int) -> list[bytes]:
+    """Random near-miss messages: valid ones with bytes deleted, inserted or changed."""
+    rng = random.Random(4)
+    bases = [ARMED, AFTER, '{"when":"now","action":"ignore"}', '{"when":"now","action":"crash"}']
+    out: list[bytes] = []
+    while len(out) < count * 2:
+        data = bytearray(rng.choice(bases).encode())
+        for _ in range(rng.randrange(1, 4)):
+            pos = rng.randrange(len(data))
+            op = rng.randrange(3)
+            if op == 0:
+                del data[pos]
+            elif op == 1:
+                data.insert(pos, rng.randrange(256))
+            else:
+                data[pos] = rng.randrange(256)
+        if data:
+            out.append(bytes(data))
+    return out
+
+
+@dataclass
+class BadInputRun:
+    corpus: list[tuple[str, bytes, str]]
+    randoms: list[bytes]
+    random_reasons: list[str]
+    answers: dict[object, str]
+    console: list[str]
+    domain_flags: str
+
+
+def host_verdicts(messages: list[bytes]) -> list[dict[str, object]]:
+    """What the host build of the kernel logic does with each message, from a fresh start."""
+    commands: list[str] = []
+    for message in messages:
+        commands += ["reset", f"testing {message.hex()}"]
+    return run_driver(build_host_tools(), commands)[1::2]
+
+
+@pytest.fixture(scope="module")
+def bad_input(lab_host: LabHost, lab_kernel: str) -> Iterator[BadInputRun]:
+    """One guest; all messages in one batch; then one console fetch and one `xl list`."""
+    name = f"xtv-bad-input-{int(time.time()) % 100000}"
+    install_tool(lab_host)
+    # Random messages the C logic rejects: a valid one (e.g. "now crash") would end the guest.
+    candidates = random_invalid_messages(RANDOM_COUNT)
+    verdicts = host_verdicts(candidates)
+    rejected = [
+        (m, str(v["last_error"]))
+        for m, v in zip(candidates, verdicts, strict=True)
+        if "last_error" in v
+    ][:RANDOM_COUNT]
+    assert len(rejected) == RANDOM_COUNT
+    try:
+        create_guests(lab_host, [name], lab_kernel)
+        domid = domids(lab_host, [name])[name]
+        home = f"/local/domain/{domid}"
+        corpus = CORPUS
+        script = Dom0Script()
+        script.wait("ready", f"{home}/data/test-vm/state", "ready", 60_000)
+        make_testing_writable(script, "setup", domid)
+        send_message(script, "arm", domid, ARMED)
+        for index, (_, message, _) in enumerate(corpus):
+            send_message(script, ("bogus", index), domid, message)
+            script.read(("bogus", index, "last-error"), f"{home}/data/test-vm/last-error")
+            script.read(("bogus", index, "armed"), f"{home}/data/test-vm/armed")
+        for index, (message, _) in enumerate(rejected):
+            send_message(script, ("random", index), domid, message)
+            script.read(("random", index, "last-error"), f"{home}/data/test-vm/last-error")
+        send_message(script, "after", domid, AFTER)
+        script.read("after-armed", f"{home}/data/test-vm/armed")
+        script.write("fire", f"{home}/control/shutdown", "s3")
+        script.wait("fired", f"{home}/control/shutdown", "obeyed", 60_000)
+        answers = script.run(lab_host, timeout=1800)
+        flags = xl_states(lab_host, [name]).get(name, ("gone", "?"))[0]
+        yield BadInputRun(
+            corpus=corpus,
+            randoms=[m for m, _ in rejected],
+            random_reasons=[r for _, r in rejected],
+            answers=answers,
+            console=console_logs(lab_host, [name])[name],
+            domain_flags=flags,
+        )
+    finally:
+        destroy_guests(lab_host, [name])
+
+
+def test_setup(bad_input: BadInputRun) -> None:
+    assert bad_input.answers["ready"].startswith("ok")
+    assert bad_input.answers[("setup", "testing-chmod")] == "ok"
+    assert bad_input.answers[("arm", "testing-acked")].startswith("ok")
+
+
+@pytest.mark.parametrize("index", range(len(CORPUS)), ids=[n for n, _, _ in CORPUS])
+def test_invalid_message_is_acknowledged_and_rejected(bad_input: BadInputRun, index: int) -> None:
+    name, _, reason = CORPUS[index]
+    answers = bad_input.answers
+    assert answers[(("bogus", index), "testing-write")] == "ok", name
+    assert answers[(("bogus", index), "testing-acked")].startswith("ok"), f"{name}: no ack"
+    assert decode_read(answers[("bogus", index, "last-error")]) == reason
+    assert f"bogus command: {reason}" in bad_input.console
+    # An invalid message leaves the armed instruction in place.
+    assert decode_read(answers[("bogus", index, "armed")]) == ARMED
+
+
+def test_random_invalid_messages_are_all_rejected_as_on_the_host(bad_input: BadInputRun) -> None:
+    answers = bad_input.answers
+    not_acked = [
+        i
+        for i in range(RANDOM_COUNT)
+        if not answers[(("random", i), "testing-acked")].startswith("ok")
+    ]
+    assert not_acked == []
+    mismatched = [
+        (bad_input.randoms[i], decode_read(answers[("random", i, "last-error")]), want)
+        for i, want in enumerate(bad_input.random_reasons)
+        if decode_read(answers[("random", i, "last-error")]) != want
+    ]
+    assert mismatched == []
+    bogus_lines = [line for line in bad_input.console if line.startswith("bogus command: ")]
+    assert len(bogus_lines) == len(bad_input.corpus) + RANDOM_COUNT
+
+
+def test_valid_message_still_works_afterwards(bad_input: BadInputRun) -> None:
+    answers = bad_input.answers
+    assert answers[("after", "testing-acked")].startswith("ok")
+    assert decode_read(answers["after-armed"]) == AFTER
+    # The armed instruction fired on the next request and wrote its ack string.
+    assert answers["fired"].startswith("ok"), answers["fired"]
+    assert f"armed instruction fires: {AFTER}" in bad_input.console
+    assert "c" not in bad_input.domain_flags and "s" not in bad_input.domain_flags
+    assert json.loads(AFTER)["ack"] == "obeyed"
