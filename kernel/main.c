@@ -39,7 +39,7 @@ static const char *const feature_keys[] = {
 /* Large and reused: kept out of the 16 KiB stack. */
 static struct proto proto;
 static struct proto_effects effects;
-static char value[PROTO_VALUE_MAX + 1];
+static char key_value[PROTO_VALUE_MAX + 1];
 
 /*
  * Everything the kernel remembers between events. boot_init() sets all of it; resume_init()
@@ -100,12 +100,13 @@ static long read_domid(void)
     return len ? domid : -1;
 }
 
-/* Parse heartbeat=<seconds> from the command line; anything odd keeps the default. */
-static uint64_t heartbeat_from_cmdline(const char *cmdline)
+/* The value of the last `name=value` word on the command line; false if there is none. */
+static bool cmdline_option(const char *name, const char **value, size_t *value_len)
 {
-    static const char option[] = "heartbeat=";
-    uint64_t seconds = DEFAULT_HEARTBEAT_SECONDS;
+    const char *cmdline = (const char *)xen_start_info->cmd_line;
     size_t len = kstrnlen(cmdline, MAX_GUEST_CMDLINE);
+    size_t name_len = kstrlen(name);
+    bool found = false;
 
     for (size_t i = 0; i < len;) {
         while (i < len && cmdline[i] == ' ')
@@ -113,27 +114,58 @@ static uint64_t heartbeat_from_cmdline(const char *cmdline)
         size_t start = i;
         while (i < len && cmdline[i] != ' ')
             i++;
-        const char *word = cmdline + start;
-        size_t word_len = i - start;
-        if (!kstartswith(word, word_len, option))
-            continue;
-
-        const char *digits = word + sizeof(option) - 1;
-        size_t n = word_len - (sizeof(option) - 1);
-        uint64_t parsed = 0;
-        bool valid = n > 0;
-        for (size_t d = 0; d < n && valid; d++) {
-            valid = digits[d] >= '0' && digits[d] <= '9';
-            parsed = parsed * 10 + (uint64_t)(digits[d] - '0');
-            valid = valid && parsed <= MAX_HEARTBEAT_SECONDS;
+        if (i - start > name_len && kstartswith(cmdline + start, i - start, name) &&
+            cmdline[start + name_len] == '=') {
+            *value = cmdline + start + name_len + 1;
+            *value_len = i - start - name_len - 1;
+            found = true;
         }
-        if (valid)
-            seconds = parsed;
-        else
-            console_printf("ignoring %.*s: want whole seconds 0..%d", (int)word_len, word,
-                           MAX_HEARTBEAT_SECONDS);
     }
-    return seconds * NSEC_PER_SEC;
+    return found;
+}
+
+/* heartbeat=<seconds>; anything odd keeps the default. */
+static uint64_t heartbeat_from_cmdline(void)
+{
+    const char *digits;
+    size_t n;
+    uint64_t seconds = 0;
+    bool valid;
+
+    if (!cmdline_option("heartbeat", &digits, &n))
+        return DEFAULT_HEARTBEAT_SECONDS * NSEC_PER_SEC;
+    valid = n > 0;
+    for (size_t d = 0; d < n && valid; d++) {
+        valid = digits[d] >= '0' && digits[d] <= '9';
+        seconds = seconds * 10 + (uint64_t)(digits[d] - '0');
+        valid = valid && seconds <= MAX_HEARTBEAT_SECONDS;
+    }
+    if (valid)
+        return seconds * NSEC_PER_SEC;
+    console_printf("ignoring heartbeat=%.*s: want whole seconds 0..%d", (int)n, digits,
+                   MAX_HEARTBEAT_SECONDS);
+    return DEFAULT_HEARTBEAT_SECONDS * NSEC_PER_SEC;
+}
+
+/*
+ * fault=null|ud: fault on purpose once ready, so the lab can check that a CPU exception is
+ * reported on the console and crashes the domain (the path a kernel bug would take).
+ */
+static void fault_on_request(void)
+{
+    const char *kind;
+    size_t n;
+
+    if (!cmdline_option("fault", &kind, &n))
+        return;
+    console_printf("fault=%.*s: faulting on purpose", (int)n, kind);
+    if (kstreq(kind, n, "null")) {
+        volatile const unsigned long *null = NULL;
+        (void)*null;
+    } else if (kstreq(kind, n, "ud")) {
+        __asm__ __volatile__("ud2");
+    }
+    console_printf("fault=%.*s: unknown kind (null, ud); carrying on", (int)n, kind);
 }
 
 static void advertise_features(void)
@@ -285,16 +317,16 @@ static void handle_watch(int id)
 {
     const char *path = id == WATCH_SHUTDOWN ? KEY_SHUTDOWN : KEY_TESTING;
     size_t len = 0;
-    int err = xenstore_read(path, value, sizeof(value), &len);
+    int err = xenstore_read(path, key_value, sizeof(key_value), &len);
 
     if (err != XSW_OK && err != XSW_ENOENT) {
         console_printf("read %s failed: %s", path, xenstore_error_name(err));
         return;
     }
     if (id == WATCH_SHUTDOWN)
-        proto_on_shutdown(&proto, value, len, err == XSW_OK, &effects);
+        proto_on_shutdown(&proto, key_value, len, err == XSW_OK, &effects);
     else
-        proto_on_testing(&proto, value, len, err == XSW_OK, &effects);
+        proto_on_testing(&proto, key_value, len, err == XSW_OK, &effects);
     perform(apply_effects(&effects));
 }
 
@@ -332,12 +364,13 @@ void kernel_main(void)
     console_printf("xen-test-vm %s (revision %s) mode pv domid %ld memory %lu KiB", XTV_VERSION,
                    XTV_SOURCE_REVISION, kernel.domid,
                    (unsigned long)xen_start_info->nr_pages * 4);
-    kernel.heartbeat_ns = heartbeat_from_cmdline((const char *)xen_start_info->cmd_line);
+    kernel.heartbeat_ns = heartbeat_from_cmdline();
 
     proto_init(&proto);
     register_watches();
     advertise_features();
     announce_ready();
+    fault_on_request();
 
     for (;;) {
         int id;

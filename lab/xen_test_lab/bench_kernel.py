@@ -123,6 +123,7 @@ class _Guest:
     def save_restore(self) -> float:
         """Seconds for `xl save` + `xl restore` until the guest is ready again."""
         path = f"/tmp/{self.name}.save"
+        self.host.run(f"rm -f {path}")
         seconds, _ = _timed(
             self.host,
             f"xl save {shlex.quote(self.name)} {path} >/dev/null && "
@@ -135,21 +136,24 @@ class _Guest:
         self.host.run(f"xl destroy {shlex.quote(self.name)}", check=False)
 
 
-def _measure_guest(guest: _Guest, ack_key: str, ack_value: str) -> Report:
-    result: Report = {}
+def _measure_guest(guest: _Guest, ack_key: str, ack_value: str, result: Report) -> None:
+    """Fill `result` as measurements complete, so a late failure keeps the earlier numbers."""
     try:
         created, overhead = guest.create_to_ready()
         result["create_to_ready_seconds"] = created
         result["create_to_ready_overhead_seconds"] = overhead
         result["ack_key"] = ack_key
         result["ack"] = _ms(guest.acktimes(ack_key, ack_value, ACK_ROUNDS))
-        cycles = [guest.save_restore() for _ in range(SAVE_RESTORE_CYCLES)]
+        cycles: list[float] = []
         result["save_restore_seconds"] = cycles
+        for _ in range(SAVE_RESTORE_CYCLES):
+            cycles.append(guest.save_restore())
         result["save_restore_median_seconds"] = statistics.median(cycles)
         result["poweroff_ack"] = _ms(guest.acktimes("control/shutdown", "poweroff", 1))
+    except LabError as exc:
+        result["error"] = str(exc)
     finally:
         guest.destroy()
-    return result
 
 
 def _image_sizes(kernel_image: Path) -> Report:
@@ -224,11 +228,8 @@ def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
     ours.update(_min_memory(host, tool, kernel))
     config = f'name = "bench-kernel"\ntype = "pv"\nkernel = "{kernel}"\nmemory = 16\n'
     guest = _Guest(host, tool, "bench-kernel", config, ("data/test-vm/state", "ready"), True)
-    try:
-        ours.update(_measure_guest(guest, "control/shutdown", "bench-unknown-request"))
-    except LabError as exc:
-        ours["error"] = str(exc)
     report["kernel"] = ours
+    _measure_guest(guest, "control/shutdown", "bench-unknown-request", ours)
 
     config_of = getattr(host, "baseline_guest_config", None)
     if config_of is None:
@@ -246,8 +247,5 @@ def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
         "wc -c < /var/lib/xen-lab/baseline/vmlinuz; wc -c < /var/lib/xen-lab/baseline/initrd"
     ).stdout.split()
     linux: Report = {"kernel_bytes": int(sizes[0]), "initrd_bytes": int(sizes[1])}
-    try:
-        linux.update(_measure_guest(baseline, "control/sysrq", "h"))
-    except LabError as exc:
-        linux["error"] = str(exc)
     report["linux_baseline"] = linux
+    _measure_guest(baseline, "control/sysrq", "h", linux)

@@ -3,7 +3,8 @@
 - `kernel_image` (session): `make -C kernel O=<tmp> image`, the path of test-vm.xen.gz.
 - `lab_kernel` (session): that image copied into the lab's dom0 (needs `lab_host`).
 - `make_guest` (function): a factory; `make_guest("prefix", memory_mib=16, cmdline="")` runs
-  `xl create` and waits until data/test-vm/state is `ready`. Every guest it made is destroyed
+  `xl create` and waits until data/test-vm/state is `ready` (`wait_ready=False`: do not wait;
+  `paused=True`: `xl create -p`, the test unpauses). Every guest it made is destroyed
   when the test ends, whatever the test did to it.
 - `shared_guest` (module): one ready guest for tests that leave it running and ready (e.g. send
   an unknown request, arm and disarm); a test that shuts it down must use `make_guest` instead.
@@ -38,6 +39,7 @@ class GuestFactory(Protocol):
         memory_mib: int = DEFAULT_MEMORY_MIB,
         cmdline: str = "",
         wait_ready: bool = True,
+        paused: bool = False,
     ) -> Guest: ...
 
 
@@ -77,6 +79,7 @@ def make_guest(lab_host: LabHost, lab_kernel: str) -> Iterator[GuestFactory]:
         memory_mib: int = DEFAULT_MEMORY_MIB,
         cmdline: str = "",
         wait_ready: bool = True,
+        paused: bool = False,
     ) -> Guest:
         guest = create_guest(
             lab_host,
@@ -84,6 +87,7 @@ def make_guest(lab_host: LabHost, lab_kernel: str) -> Iterator[GuestFactory]:
             memory_mib=memory_mib,
             cmdline=cmdline,
             wait_ready=wait_ready,
+            paused=paused,
             kernel=lab_kernel,
         )
         made.append(guest)

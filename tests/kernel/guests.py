@@ -178,17 +178,21 @@ def create_guest(
     cmdline: str = "",
     wait_ready: bool = True,
     kernel: str = REMOTE_KERNEL,
+    paused: bool = False,
 ) -> Guest:
-    """`xl create` a test guest and (by default) wait until it reports ready in xenstore."""
+    """`xl create` a test guest and (by default) wait until it reports ready in xenstore.
+
+    paused=True: create it paused (`xl create -p`) and return at once; `xl unpause` starts it.
+    """
     name = unique_name(prefix)
     config_path = f"{REMOTE_DIR}/{name}.cfg"
     host.run(
         f"cat > {config_path}",
         input=xl_config(name, kernel=kernel, memory_mib=memory_mib, cmdline=cmdline),
     )
-    host.run(f"xl create -q {config_path}")
+    host.run(f"xl create -q {'-p ' if paused else ''}{config_path}")
     guest = Guest(host, name, config_path)
-    if wait_ready:
+    if wait_ready and not paused:
         try:
             guest.wait_ready()
         except BaseException:

@@ -142,3 +142,47 @@ def test_crash_request_leaves_a_crashed_domain(make_guest: GuestFactory) -> None
     guest.write("control/shutdown", "crash")
     guest.wait_xl_state("c")
     assert guest.console_lines()[-2:] == ["shutdown request: crash", "crashing"]
+
+
+# -- faults and refused writes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "report"),
+    [
+        ("null", r"^FATAL: page fault \(vector 14, .*\) at rip 0x[0-9a-f]{16}$"),
+        ("ud", r"^FATAL: invalid opcode \(vector 6, .*\) at rip 0x[0-9a-f]{16}$"),
+    ],
+)
+def test_cpu_fault_is_reported_on_the_console_and_crashes(
+    make_guest: GuestFactory, kind: str, report: str
+) -> None:
+    """`fault=` makes the kernel fault on purpose once ready: the trap handler must print the
+    fault and registers (flushed) and crash the domain, which on_crash="preserve" keeps."""
+    guest = make_guest(f"fault-{kind}", memory_mib=4, cmdline=f"heartbeat=0 fault={kind}")
+    guest.wait_xl_state("c")
+    lines = guest.console_lines()
+    assert any(re.match(report, line) for line in lines), lines
+    if kind == "null":
+        assert "FATAL: faulting address (cr2) 0x0000000000000000" in lines
+    assert lines[-1].endswith("crashing the domain")
+
+
+def test_refused_feature_write_is_logged_and_ignored(
+    lab_host: LabHost, make_guest: GuestFactory
+) -> None:
+    """PROTOCOL.md 1.3 and 6: a toolstack may make control/feature-* read-only for the guest."""
+    guest = make_guest("refused", memory_mib=4, paused=True)
+    domid = guest.domid()
+    key = f"/local/domain/{domid}/control/feature-reboot"
+    lab_host.run(f"xenstore-write {key} '' && xenstore-chmod {key} n0 r{domid}")
+    lab_host.run(f"xl unpause {shlex.quote(guest.name)}")
+    guest.wait_ready()
+    lines = guest.console_lines()
+    refusals = [line for line in lines if "refused" in line]
+    assert refusals == ["write control/feature-reboot refused: EACCES; ignored"]
+    assert guest.read("control/feature-reboot") == ""
+    assert guest.read("control/feature-poweroff") == "1"
+    assert_obeys = "refused-then-request"
+    guest.write("control/shutdown", assert_obeys)
+    guest.wait_for_key("control/shutdown", "")

@@ -110,8 +110,10 @@ void do_exception(const struct exception_frame *f)
                    (unsigned long)f->r9, (unsigned long)f->r10, (unsigned long)f->r11);
     console_printf("r12 %016lx r13 %016lx r14 %016lx r15 %016lx", (unsigned long)f->r12,
                    (unsigned long)f->r13, (unsigned long)f->r14, (unsigned long)f->r15);
-    console_printf("cs %04lx ss %04lx rflags %08lx; crashing the domain", (unsigned long)f->cs,
-                   (unsigned long)f->ss, (unsigned long)f->rflags);
+    /* Xen keeps the saved event mask in the upper half of the cs slot. */
+    console_printf("cs %04lx ss %04lx rflags %08lx; crashing the domain",
+                   (unsigned long)(f->cs & 0xffff), (unsigned long)(f->ss & 0xffff),
+                   (unsigned long)f->rflags);
     console_flush();
     crash_domain();
 }
