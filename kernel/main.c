@@ -266,7 +266,9 @@ static void suspend_domain(void)
     console_resume(new_domain);
     xenstore_resume(new_domain);
 
-    kernel.resumes++;
+    /* A refused suspend (rc < 0) never left this domain: not a resume. */
+    if (rc >= 0)
+        kernel.resumes++;
     if (new_domain) {
         kernel.domid = read_domid();
         register_watches();
