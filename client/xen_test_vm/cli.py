@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--junit", type=Path, help="also write JUnit XML here")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument(
+        "--jobs", type=int, default=3, help="scenarios with their own VM run this many at a time"
+    )
     return parser
 
 
@@ -258,7 +261,12 @@ def cmd_smoke(args: argparse.Namespace, session: Session) -> int:
     table.header()
     started = time.monotonic()
     results = run_smoke(
-        session, str(args.kernel), scenarios, table, None if args.json else ProgressBar("upload")
+        session,
+        str(args.kernel),
+        scenarios,
+        table,
+        None if args.json else ProgressBar("upload"),
+        jobs=args.jobs,
     )
     seconds = time.monotonic() - started
     table.summary(results, seconds)

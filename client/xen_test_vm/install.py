@@ -30,7 +30,7 @@ def upload_kernel(session: Session, kernel: Path, progress: Progress | None = No
     check_kernel(kernel)
     directory = session.toolstack.kernel_dir()
     remote = f"{directory}/{KERNEL_NAME}"
-    session.host.run(["mkdir", "-p", directory])
+    session.host.run(["mkdir", "-p", directory], idempotent=True)
     session.host.copy_in(kernel, remote, progress)
     return remote
 

@@ -59,11 +59,13 @@ class Reaper:
     def register(self, key: str, commands: Sequence[Sequence[str]]) -> None:
         """Run these commands (each may fail) if the client goes away before unregister(key)."""
         script = "".join(f"{shell_command(c)} || true\n" for c in commands)
-        self.host.run(atomic_write_command(self.script_path(key)), input=script.encode())
+        self.host.run(
+            atomic_write_command(self.script_path(key)), input=script.encode(), idempotent=True
+        )
 
     def unregister(self, key: str) -> None:
         """The client cleaned up itself."""
-        self.host.run(["rm", "-f", self.script_path(key)], check=False)
+        self.host.run(["rm", "-f", self.script_path(key)], check=False, idempotent=True)
 
     def close(self, timeout: float = 120.0) -> None:
         """Close the lifeline and wait for whatever cleanup is still registered."""

@@ -56,6 +56,7 @@ class Host(Protocol):
         input: bytes | None = None,
         timeout: float | None = 120.0,
         check: bool = True,
+        idempotent: bool = False,
     ) -> CommandResult:
         """Run argv on the host (never through a local shell)."""
         ...
@@ -68,7 +69,7 @@ class Host(Protocol):
         """Start a long-running command with stdin/stdout pipes."""
         ...
 
-    def unix_socket(self, remote_path: str) -> str:
+    def unix_socket(self, remote_path: str, refresh: bool = False) -> str:
         """A local path through which the host's unix socket `remote_path` is reachable."""
         ...
 
@@ -99,6 +100,7 @@ class LocalHost:
         input: bytes | None = None,
         timeout: float | None = 120.0,
         check: bool = True,
+        idempotent: bool = False,
     ) -> CommandResult:
         """Run argv locally without a shell."""
         proc = subprocess.run(list(argv), input=input, capture_output=True, timeout=timeout)
@@ -129,7 +131,7 @@ class LocalHost:
             list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
 
-    def unix_socket(self, remote_path: str) -> str:
+    def unix_socket(self, remote_path: str, refresh: bool = False) -> str:
         """Local sockets need no forwarding."""
         return remote_path
 

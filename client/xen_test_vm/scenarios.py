@@ -7,7 +7,7 @@ import json
 from .errors import ToolstackError
 from .guest import ACKED, DELETED, GONE, Guest
 from .protocol import Instruction
-from .smoke import Context, Scenario, ScenarioFailed, TestVm, expect
+from .smoke import Context, Scenario, ScenarioFailed, ScenarioSkipped, TestVm, expect
 from .xl import ACK_FAILURE
 
 IGNORE_OK = Instruction("onshutdown", "ignore", "ok")
@@ -400,6 +400,10 @@ def checkpoint(ctx: Context) -> None:
 
 
 def migrate(ctx: Context) -> str:
+    if ctx.session.toolstack.kind == "xl":
+        blocker = ctx.toolstack.live_migration_blocker()
+        if blocker:
+            raise ScenarioSkipped(blocker)
     tv = _fresh(ctx, "migrate")
     old = tv.guest.domid
     ctx.session.toolstack.migrate(tv.vm)

@@ -69,7 +69,7 @@ class Session:
                     or os.environ.get("XEN_TEST_VM_XAPI_PASSWORD", ""),
                 )
                 if self.kind == "xapi"
-                else XlToolstack(self.host, options.remote_dir)
+                else XlToolstack(self.host, options.remote_dir, xenstore=lambda: self.xs)
             )
         except BaseException:
             self.host.close()
@@ -81,6 +81,10 @@ class Session:
         with self._lock:
             if self._xs is None:
                 self._xs = Xenstore(self.host.unix_socket(XENSTORED_SOCKET))
+            elif not self._xs.alive:
+                # The connection (and its forward) died: reconnect once it is back.
+                self._xs.close()
+                self._xs = Xenstore(self.host.unix_socket(XENSTORED_SOCKET, refresh=True))
             return self._xs
 
     def guest(self, vm: Vm) -> Guest:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from . import protocol
 from .errors import ClientError, ConnectionLost, SSHError
@@ -137,13 +139,11 @@ class Context:
         return test_vm
 
     def destroy(self, test_vm: TestVm) -> None:
-        """Destroy and forget a VM now."""
-        try:
-            self.session.toolstack.destroy(test_vm.vm)
-        finally:
-            with self.lock:
-                self.created.pop(test_vm.vm.name, None)
-            self.reaper.unregister(test_vm.vm.name)
+        """Destroy and forget a VM now (on failure the reaper keeps its cleanup script)."""
+        self.session.toolstack.destroy(test_vm.vm)
+        with self.lock:
+            self.created.pop(test_vm.vm.name, None)
+        self.reaper.unregister(test_vm.vm.name)
 
     def shared_vm(self) -> TestVm:
         """The VM that non-destructive guest scenarios share."""
@@ -202,79 +202,106 @@ def run_smoke(
     scenarios: list[Scenario],
     report: Callable[[Result], None],
     upload_progress: Callable[[int, int], None] | None = None,
+    jobs: int = 3,
 ) -> list[Result]:
-    """Run the scenarios; every VM created is destroyed even on Ctrl-C or a lost connection."""
-    from pathlib import Path
+    """Run the scenarios; every VM created is destroyed even on Ctrl-C or a lost connection.
 
+    Shared-VM scenarios run one after another; the others run `jobs` at a time, the slow
+    (background) ones alongside. Results are reported as they finish, returned in matrix order.
+    """
     remote_kernel = upload_kernel(session, Path(kernel_file), upload_progress)
     reaper = Reaper(session.host)
     ctx = Context(session, reaper, remote_kernel, reaper.run_id)
     if isinstance(session.toolstack, XlToolstack):
         session.toolstack = XlToolstack(
-            session.host, session.toolstack.remote_dir, state_dir=reaper.dir
+            session.host,
+            session.toolstack.remote_dir,
+            state_dir=reaper.dir,
+            xenstore=session.toolstack.xenstore,
         )
-    results: list[Result] = []
-    background = [s for s in scenarios if s.background]
-    foreground = [s for s in scenarios if not s.background]
-    try:
-        futures = [(s, _Background(ctx, s)) for s in background]
-        lost: str | None = None
-        for scenario in foreground:
-            if lost is not None:
-                result = Result(scenario.name, scenario.group, scenario.expected, FAIL, lost)
-            else:
-                try:
-                    result = _run_one(ctx, scenario)
-                except ConnectionLost as exc:
-                    lost = f"not run: {exc}"
-                    result = Result(
-                        scenario.name, scenario.group, scenario.expected, FAIL, str(exc)
-                    )
-            results.append(result)
-            report(result)
-        for scenario, future in futures:
+    finished: queue.Queue[Result] = queue.Queue()
+    lost: list[str] = []
+    work: queue.Queue[Scenario] = queue.Queue()
+    for scenario in scenarios:
+        if not scenario.shared_vm and not scenario.background:
+            work.put(scenario)
+
+    def run_guarded(scenario: Scenario) -> None:
+        if lost:
+            result = Result(
+                scenario.name, scenario.group, scenario.expected, FAIL, f"not run: {lost[0]}"
+            )
+        else:
             try:
-                result = future.result()
+                result = _run_one(ctx, scenario)
             except ConnectionLost as exc:
+                lost.append(str(exc))
                 result = Result(scenario.name, scenario.group, scenario.expected, FAIL, str(exc))
-            results.append(result)
-            report(result)
-        return results
+            except BaseException as exc:  # a bug in a scenario must not hang the run
+                result = Result(scenario.name, scenario.group, scenario.expected, FAIL, repr(exc))
+        finished.put(result)
+
+    def shared_lane() -> None:
+        for scenario in (s for s in scenarios if s.shared_vm):
+            run_guarded(scenario)
+        ctx.drop_shared()
+
+    def worker() -> None:
+        while True:
+            try:
+                scenario = work.get_nowait()
+            except queue.Empty:
+                return
+            run_guarded(scenario)
+
+    threads = [
+        threading.Thread(target=run_guarded, args=(s,), daemon=True)
+        for s in scenarios
+        if s.background
+    ]
+    threads.append(threading.Thread(target=shared_lane, daemon=True))
+    threads += [threading.Thread(target=worker, daemon=True) for _ in range(max(1, jobs))]
+    try:
+        for thread in threads:
+            thread.start()
+        results = []
+        for _ in scenarios:
+            results.append(finished.get())
+            report(results[-1])
+        order = {s.name: i for i, s in enumerate(scenarios)}
+        results.sort(key=lambda r: order[r.name])
     finally:
-        _cleanup(ctx)
+        remaining = _cleanup(ctx)
+    if remaining:
+        result = Result(
+            "cleanup", "run", "every VM the run created is gone", FAIL, f"left: {remaining}"
+        )
+        results.append(result)
+        report(result)
+    return results
 
 
-class _Background:
-    """A scenario on a daemon thread: an interrupted run must not wait for it at exit."""
+def _cleanup(ctx: Context) -> list[str]:
+    """Destroy every VM still registered; the host-side reaper retries what fails here.
 
-    def __init__(self, ctx: Context, scenario: Scenario) -> None:
-        self._result: Result | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, args=(ctx, scenario), daemon=True)
-        self._thread.start()
-
-    def _main(self, ctx: Context, scenario: Scenario) -> None:
-        try:
-            self._result = _run_one(ctx, scenario)
-        except BaseException as exc:
-            self._error = exc
-
-    def result(self) -> Result:
-        """Wait for the scenario (it bounds its own waits)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
-
-
-def _cleanup(ctx: Context) -> None:
-    """Destroy every VM still registered; on a dead connection the host-side reaper does it."""
-    for test_vm in list(ctx.created.values()):
+    Returns the names of VMs that still exist afterwards (an error: nothing may stay behind).
+    """
+    leftovers = list(ctx.created.values())
+    for test_vm in leftovers:
         with contextlib.suppress(ClientError, OSError):
             ctx.destroy(test_vm)
     with contextlib.suppress(SSHError, OSError):
         ctx.reaper.close()
+    remaining = []
+    for test_vm in leftovers:
+        try:
+            if ctx.session.toolstack.find(test_vm.vm.name) or ctx.session.toolstack.domid(
+                test_vm.vm
+            ):
+                remaining.append(test_vm.vm.name)
+        except (ClientError, OSError):
+            remaining.append(test_vm.vm.name)
+    return remaining
 
 
 def with_background(scenario: Scenario) -> Scenario:

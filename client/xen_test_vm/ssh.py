@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import subprocess
 import tempfile
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +22,8 @@ _DESTINATION = re.compile(
     r"^(?:[A-Za-z0-9._%+][A-Za-z0-9._%+-]*@)?[A-Za-z0-9_\[][A-Za-z0-9._:\[\]-]*$"
 )
 SSH_FAILED = 255
+TRACE = bool(os.environ.get("XEN_TEST_VM_TRACE"))
+REMOTE_SHELL_CRASHED = 128 + 11
 
 _HOST_KEY_UNKNOWN = (
     "Host key verification failed",
@@ -45,6 +51,13 @@ _LOST = (
     "mux_client_request_session",
 )
 _AUTH = ("Permission denied", "Too many authentication failures")
+
+
+def _worth_retrying(result: CommandResult) -> bool:
+    """The remote shell crashed, or ssh failed without saying why (a multiplexing hiccup)."""
+    return result.returncode == REMOTE_SHELL_CRASHED or (
+        result.returncode == SSH_FAILED and not result.stderr.strip()
+    )
 
 
 def validate_destination(destination: str) -> str:
@@ -106,6 +119,7 @@ class SSHHost:
         self._lock = threading.Lock()
         self._connected = False
         self._forwards: dict[str, str] = {}
+        self._forward_count = 0
 
     @property
     def control_path(self) -> Path:
@@ -167,8 +181,28 @@ class SSHHost:
         input: bytes | None = None,
         timeout: float | None = 120.0,
         check: bool = True,
+        idempotent: bool = False,
     ) -> CommandResult:
-        """Run argv on the host; each argument is quoted for the remote shell."""
+        """Run argv on the host; each argument is quoted for the remote shell.
+
+        idempotent commands are run again if the remote shell itself crashed (SIGSEGV, seen with
+        busybox-static shells under load); anything else runs exactly once.
+        """
+        for _ in range(3 if idempotent else 1):
+            started = time.monotonic()
+            result = self._run_once(argv, input=input, timeout=timeout)
+            if TRACE:
+                print(
+                    f"[{time.monotonic() - started:6.2f}s rc={result.returncode}] {shell_command(argv)[:160]}",
+                    file=sys.stderr,
+                )
+            if not _worth_retrying(result):
+                break
+        return result.check() if check else result
+
+    def _run_once(
+        self, argv: Sequence[str], *, input: bytes | None, timeout: float | None
+    ) -> CommandResult:
         self.connect()
         command = shell_command(argv)
         try:
@@ -186,13 +220,23 @@ class SSHHost:
             ) from None
         stderr = proc.stderr.decode(errors="replace")
         self._raise_for_ssh(proc.returncode, stderr)
-        result = CommandResult(
+        return CommandResult(
             list(argv), proc.returncode, proc.stdout.decode(errors="replace"), stderr
         )
-        return result.check() if check else result
 
     def copy_in(self, local: Path, remote_path: str, progress: Progress | None = None) -> None:
         """Stream the file through `cat` into a temporary name, then rename it."""
+        for _ in range(3):
+            returncode, stderr = self._copy_once(local, remote_path, progress)
+            if returncode != REMOTE_SHELL_CRASHED:
+                break
+        self._raise_for_ssh(returncode, stderr)
+        if returncode != 0:
+            raise RemoteCommandError(["cat", remote_path], returncode, stderr)
+
+    def _copy_once(
+        self, local: Path, remote_path: str, progress: Progress | None
+    ) -> tuple[int, str]:
         self.connect()
         size = local.stat().st_size
         with local.open("rb") as src:
@@ -209,12 +253,10 @@ class SSHHost:
             except BrokenPipeError:
                 pass
             finally:
-                proc.stdin.close()
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
             stderr = proc.stderr.read().decode(errors="replace")
-            returncode = proc.wait()
-        self._raise_for_ssh(returncode, stderr)
-        if returncode != 0:
-            raise RemoteCommandError(["cat", remote_path], returncode, stderr)
+            return proc.wait(), stderr
 
     def open_stream(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         """Start a command whose stdin stays open (the reaper's lifeline)."""
@@ -228,13 +270,19 @@ class SSHHost:
             start_new_session=True,
         )
 
-    def unix_socket(self, remote_path: str) -> str:
-        """Forward the remote unix socket to a private local one over the master connection."""
+    def unix_socket(self, remote_path: str, refresh: bool = False) -> str:
+        """Forward the remote unix socket to a private local one over the master connection.
+
+        refresh: the previous forward died with its connection; revive the master, forward anew.
+        """
+        if refresh:
+            self._run_once(["true"], input=None, timeout=60)
         self.connect()
         with self._lock:
-            if remote_path in self._forwards:
+            if remote_path in self._forwards and not refresh:
                 return self._forwards[remote_path]
-            local = str(self._control_dir / f"fwd{len(self._forwards)}")
+            self._forward_count += 1
+            local = str(self._control_dir / f"fwd{self._forward_count}")
             proc = subprocess.run(
                 [
                     *self.ssh_argv()[:-2],

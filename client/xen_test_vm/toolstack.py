@@ -138,6 +138,7 @@ def detect(host: Host) -> str:
             " then echo xapi; elif command -v xl >/dev/null 2>&1; then echo xl; else echo none; fi",
         ],
         timeout=60,
+        idempotent=True,
     )
     kind = probe.stdout.strip()
     if kind not in ("xapi", "xl"):

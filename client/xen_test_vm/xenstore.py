@@ -143,6 +143,11 @@ class Xenstore:
         except pyxs.PyXSError as exc:
             raise XenstoreError(f"cannot connect to xenstored: {exc}") from None
 
+    @property
+    def alive(self) -> bool:
+        """False once the connection to xenstored is gone."""
+        return self._router.lost is None
+
     def close(self) -> None:
         """Stop the router thread."""
         self._client.close()

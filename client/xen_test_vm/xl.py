@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
-from .errors import RemoteCommandError, ToolstackError
-from .remote import Host
+from .errors import RemoteCommandError, ToolstackError, UsageError
+from .remote import Host, shell_command
 from .toolstack import Toolstack, Vm, VmSpec
+from .xenstore import Xenstore, find_domids_by_name
 
 DEFAULT_DIR = "/var/lib/xen-test-vm"
 ACK_FAILURE = "ACK_TIMEOUT"
@@ -18,17 +20,26 @@ ACK_WAIT = 60.0
 SLOW = 180.0
 
 
+_NAMED_ESCAPES = {"\a": "a", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", "\v": "v"}
+
+
 def xl_string(value: str) -> str:
-    """A double-quoted xl config string (libxlu's escapes: \\" \\\\ \\n \\xHH)."""
+    """A double-quoted xl config string.
+
+    libxlu (Xen 4.17) understands only the named escapes; its numeric ones are broken (\\xHH is
+    always rejected, octal drops the character), so other control characters cannot be expressed.
+    Bytes >= 0x80 (UTF-8) go in raw.
+    """
     out = []
-    for byte in value.encode():
-        char = chr(byte)
+    for char in value:
         if char in "\"'\\":
             out.append("\\" + char)
-        elif 0x20 <= byte < 0x7F:
-            out.append(char)
+        elif char in _NAMED_ESCAPES:
+            out.append("\\" + _NAMED_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            raise UsageError(f"xl config strings cannot hold control character {char!r}")
         else:
-            out.append(f"\\x{byte:02x}")
+            out.append(char)
     return '"' + "".join(out) + '"'
 
 
@@ -75,9 +86,14 @@ class XlToolstack(Toolstack):
     kind = "xl"
 
     def __init__(
-        self, host: Host, remote_dir: str = DEFAULT_DIR, state_dir: str | None = None
+        self,
+        host: Host,
+        remote_dir: str = DEFAULT_DIR,
+        state_dir: str | None = None,
+        xenstore: Callable[[], Xenstore] | None = None,
     ) -> None:
         super().__init__(host)
+        self.xenstore = xenstore
         self.remote_dir = remote_dir.rstrip("/") or "/"
         # Save images are big: smoke runs put them into their own scratch directory.
         self.state_dir = state_dir or f"{self.remote_dir}/saved"
@@ -95,37 +111,45 @@ class XlToolstack(Toolstack):
         return f"{self.state_dir}/{config_slug(vm.name)}.save"
 
     def _xl(self, operation: str, *args: str, timeout: float = SLOW) -> str:
+        read_only = operation in ("list", "info", "domid")
         try:
-            return self.host.run(["xl", operation, *args], timeout=timeout).stdout
+            return self.host.run(
+                ["xl", operation, *args], timeout=timeout, idempotent=read_only
+            ).stdout
         except RemoteCommandError as exc:
             raise classify_xl_failure(operation, exc) from None
 
     def find(self, name: str) -> Vm | None:
         """A VM is registered when its config file exists."""
         path = self.config_path(name)
-        if self.host.run(["test", "-f", path], check=False).returncode == 0:
+        if self.host.run(["test", "-f", path], check=False, idempotent=True).returncode == 0:
             return Vm(name=name, ref=path)
         return None
 
     def define(self, spec: VmSpec) -> Vm:
         """Write (or rewrite) the VM's xl config atomically."""
+        if "/" in spec.name:
+            # xl's monitoring daemon logs to /var/log/xen/xl-<name>.log: a '/' makes it fail.
+            raise UsageError(f"xl cannot run a VM whose name contains '/': {spec.name!r}")
         path = self.config_path(spec.name)
-        self.host.run(["mkdir", "-p", f"{self.remote_dir}/vms", self.state_dir])
         self.host.run(
             [
                 "sh",
                 "-c",
-                'cat > "$1.part" && mv -f "$1.part" "$1"',
+                'mkdir -p "$2" "$3" && cat > "$1.part" && mv -f "$1.part" "$1"',
                 "sh",
                 path,
+                f"{self.remote_dir}/vms",
+                self.state_dir,
             ],
             input=xl_config(spec).encode(),
+            idempotent=True,
         )
         return Vm(name=spec.name, ref=path)
 
     def undefine(self, vm: Vm) -> None:
         """Remove the config and any save image."""
-        self.host.run(["rm", "-f", vm.ref, self.save_path(vm)])
+        self.host.run(self._forget(vm), idempotent=True)
 
     def domains(self) -> list[dict[str, Any]]:
         """`xl list -l`: every domain with its full config (names survive any characters)."""
@@ -136,7 +160,10 @@ class XlToolstack(Toolstack):
         return data if isinstance(data, list) else [data]
 
     def domid(self, vm: Vm) -> int | None:
-        """The domain running under the VM's name."""
+        """The domain running under the VM's name (xenstore when available: no process to start)."""
+        if self.xenstore is not None:
+            found = find_domids_by_name(self.xenstore(), vm.name)
+            return found[0] if found else None
         for dom in self.domains():
             if dom.get("config", {}).get("c_info", {}).get("name") == vm.name:
                 return int(dom["domid"])
@@ -151,18 +178,22 @@ class XlToolstack(Toolstack):
     def domain_state(self, domid: int) -> tuple[str, int | None]:
         """(state letters, shutdown reason code) from `xl list -v`."""
         out = self._xl("list", "-v", str(domid), timeout=60)
+        # Names may hold spaces and newlines: count columns from the right.
+        # ... State Time(s) UUID Reason-Code Security-Label
         row = out.strip().splitlines()[-1].split()
-        # Name may contain spaces: count from the ID column, found by value.
-        idx = next(i for i, tok in enumerate(row) if tok == str(domid))
-        state = row[idx + 3]
-        reason = row[idx + 6] if len(row) > idx + 6 else "-"
-        return state, int(reason) if reason.lstrip("-").isdigit() else None
+        state, reason = row[-5], row[-2]
+        return state, int(reason) if reason.isdigit() else None
 
     def power_state(self, vm: Vm) -> str:
         """Map xl's state letters to XAPI-like words."""
         domid = self.domid(vm)
         if domid is None:
-            saved = self.host.run(["test", "-f", self.save_path(vm)], check=False).returncode == 0
+            saved = (
+                self.host.run(
+                    ["test", "-f", self.save_path(vm)], check=False, idempotent=True
+                ).returncode
+                == 0
+            )
             return "suspended" if saved else "halted"
         state, _ = self.domain_state(domid)
         if "c" in state:
@@ -174,8 +205,14 @@ class XlToolstack(Toolstack):
         return "running"
 
     def start(self, vm: Vm) -> None:
-        """xl create (returns once the domain is built and unpaused)."""
-        self._xl("create", vm.ref)
+        """xl create (returns once the domain is built and unpaused); no half-started domain stays."""
+        try:
+            self._xl("create", vm.ref)
+        except ToolstackError:
+            domid = self.domid(vm)
+            if domid is not None:
+                self.host.run(["xl", "destroy", str(domid)], check=False)
+            raise
 
     def clean_shutdown(self, vm: Vm) -> None:
         """xl shutdown -w: libxl fails after 60 s without the guest's acknowledgement."""
@@ -193,19 +230,27 @@ class XlToolstack(Toolstack):
 
     def suspend(self, vm: Vm) -> None:
         """xl save into the state directory (the domain is gone afterwards)."""
-        self.host.run(["mkdir", "-p", self.state_dir])
+        self.host.run(["mkdir", "-p", self.state_dir], idempotent=True)
         self._xl("save", self._require_domid(vm), self.save_path(vm), timeout=ACK_WAIT + SLOW)
 
     def checkpoint(self, vm: Vm) -> None:
         """xl save -c: the guest sees a cancelled suspend and carries on."""
-        self.host.run(["mkdir", "-p", self.state_dir])
+        self.host.run(["mkdir", "-p", self.state_dir], idempotent=True)
         self._xl("save", "-c", self._require_domid(vm), self.save_path(vm), timeout=ACK_WAIT + SLOW)
-        self.host.run(["rm", "-f", self.save_path(vm)])
+        self.host.run(["rm", "-f", self.save_path(vm)], idempotent=True)
 
     def resume(self, vm: Vm) -> None:
         """xl restore, then drop the image."""
         self._xl("restore", self.save_path(vm))
-        self.host.run(["rm", "-f", self.save_path(vm)])
+        self.host.run(["rm", "-f", self.save_path(vm)], idempotent=True)
+
+    def live_migration_blocker(self) -> str | None:
+        """Why PV live migration cannot work here, or None: it needs log-dirty (shadow) paging."""
+        for line in self._xl("info", timeout=60).splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "virt_caps" and "shadow" not in value.split():
+                return f"this Xen has no shadow paging (virt_caps:{value.rstrip()}), PV live migration needs it"
+        return None
 
     def migrate(self, vm: Vm, destination: str | None = None) -> None:
         """xl migrate; to this host, the receiver runs locally (`-s ""` runs the 'host' as command)."""
@@ -215,10 +260,20 @@ class XlToolstack(Toolstack):
         else:
             self._xl("migrate", domid, destination, timeout=SLOW * 2)
 
+    def destroy(self, vm: Vm) -> None:
+        """Destroy the domain (whatever its state) and drop the files, in one round trip."""
+        domid = self.domid(vm)
+        commands = [["xl", "destroy", str(domid)]] if domid is not None else []
+        script = " ; ".join(map(shell_command, [*commands, self._forget(vm)]))
+        self.host.run(["sh", "-c", script], idempotent=True)
+
+    def _forget(self, vm: Vm) -> list[str]:
+        return ["rm", "-f", vm.ref, self.save_path(vm)]
+
     def cleanup_commands(self, vm: Vm) -> list[list[str]]:
         """Destroy every domain that may carry the VM (also half-migrated ones), drop its files."""
         commands = [
-            ["xl", "destroy", name]
+            ["xl", "destroy", "--", name]
             for name in (vm.name, f"{vm.name}--incoming", f"{vm.name}--migratedaway")
         ]
-        return [*commands, ["rm", "-f", vm.ref, self.save_path(vm)]]
+        return [*commands, self._forget(vm)]

@@ -1,0 +1,220 @@
+"""The XAPI backend against a FAKE XAPI (tests/client/xapi_fake.py).
+
+XAPI cannot run here. The fake is a local XML-RPC server that follows XAPI's documented wire
+format (Status/Value, ErrorDescription [CODE, params...], int64 as strings, event.from tokens);
+these tests assert the exact XenAPI calls the backend makes, not XAPI's behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import XenAPI
+from client_fakes import RecordingHost
+from xapi_fake import HOST, OTHER_HOST, POOL, SESSION, FakeXapi, FakeXapiServer
+from xen_test_vm.errors import ToolstackError, UsageError
+from xen_test_vm.toolstack import VmSpec
+from xen_test_vm.xapi import GUEST_DIR_NEW, GUEST_DIR_OLD, XapiToolstack, guest_kernel_dir, vm_record
+
+SPEC = VmSpec(name="xtvm 'one'; $(x)", kernel="/var/lib/xcp/guest/test-vm.xen.gz", memory_mib=32)
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeXapi, FakeXapiServer]]:
+    model = FakeXapi()
+    with FakeXapiServer(model) as server:
+        yield model, server
+
+
+def _backend(server: FakeXapiServer, host: RecordingHost | None = None) -> XapiToolstack:
+    return XapiToolstack(host or RecordingHost(), session_factory=lambda: XenAPI.Session(server.url))
+
+
+def test_login_and_kernel_directory_from_software_version(fake: tuple[FakeXapi, FakeXapiServer]) -> None:
+    model, server = fake
+    ts = _backend(server)
+    assert ts.kernel_dir() == GUEST_DIR_NEW
+    assert model.calls[0] == ("session.login_with_password", ("root", "", "1.0", "xen-test-vm"))
+    assert model.api_calls()[1:] == [
+        ("pool.get_all", ()),
+        ("pool.get_master", (POOL,)),
+        ("host.get_software_version", (HOST,)),
+    ]
+    assert all(args[0] == SESSION for _, args in model.calls[1:])
+
+
+@pytest.mark.parametrize(
+    ("version", "directory"),
+    [
+        ({"xapi": "24.20", "xapi_build": "24.20.0"}, GUEST_DIR_NEW),
+        ({"xapi": "25.6"}, GUEST_DIR_NEW),
+        ({"xapi": "24.19", "xapi_build": "24.19.2"}, GUEST_DIR_OLD),
+        ({"xapi": "1.249"}, GUEST_DIR_OLD),
+    ],
+)
+def test_kernel_directory_by_xapi_version(version: dict[str, str], directory: str) -> None:
+    assert guest_kernel_dir(version) == directory
+
+
+def test_unknown_xapi_version_is_an_error() -> None:
+    with pytest.raises(ToolstackError, match="UNKNOWN_XAPI_VERSION"):
+        guest_kernel_dir({"product_version": "8.3.0"})
+
+
+def test_vm_create_sends_the_xe_vm_create_fields_with_int64_as_strings(
+    fake: tuple[FakeXapi, FakeXapiServer],
+) -> None:
+    model, server = fake
+    ts = _backend(server)
+    vm = ts.define(SPEC)
+    calls = model.api_calls()
+    assert [m for m, _ in calls[1:]] == ["VM.get_by_name_label", "VM.create", "VM.get_uuid"]
+    record: dict[str, Any] = calls[2][1][0]
+    assert record == vm_record(SPEC)
+    mib32 = str(32 * 1024 * 1024)
+    assert {k: record[k] for k in record if k.startswith("memory_")} == {
+        "memory_target": mib32,
+        "memory_static_max": mib32,
+        "memory_dynamic_max": mib32,
+        "memory_dynamic_min": mib32,
+        "memory_static_min": mib32,
+    }
+    assert (record["VCPUs_max"], record["VCPUs_at_startup"], record["user_version"]) == ("1", "1", "0")
+    assert record["domain_type"] == "pv" and record["HVM_boot_policy"] == ""
+    assert record["PV_kernel"] == SPEC.kernel and record["name_label"] == SPEC.name
+    assert (record["actions_after_shutdown"], record["actions_after_reboot"], record["actions_after_crash"]) == (
+        "destroy",
+        "restart",
+        "destroy",
+    )
+    assert vm.uuid == model.vms[vm.ref]["uuid"]
+
+
+def test_re_running_define_updates_the_same_vm(fake: tuple[FakeXapi, FakeXapiServer]) -> None:
+    model, server = fake
+    ts = _backend(server)
+    first = ts.define(SPEC)
+    model.calls.clear()
+    second = ts.define(VmSpec(name=SPEC.name, kernel="/boot/guest/k", memory_mib=16, cmdline="heartbeat=0"))
+    assert second.ref == first.ref and len(model.vms) == 1
+    mib16 = str(16 * 1024 * 1024)
+    assert model.api_calls() == [
+        ("VM.get_by_name_label", (SPEC.name,)),
+        ("VM.get_record", (first.ref,)),
+        ("VM.set_PV_kernel", (first.ref, "/boot/guest/k")),
+        ("VM.set_PV_args", (first.ref, "heartbeat=0")),
+        ("VM.set_memory_limits", (first.ref, mib16, mib16, mib16, mib16)),
+    ]
+
+
+def test_power_operations_make_exactly_these_calls(fake: tuple[FakeXapi, FakeXapiServer]) -> None:
+    model, server = fake
+    ts = _backend(server)
+    vm = ts.define(SPEC)
+    model.calls.clear()
+    ts.start(vm)
+    assert ts.domid(vm) == 1 and ts.power_state(vm) == "running"
+    ts.clean_reboot(vm)
+    ts.suspend(vm)
+    ts.resume(vm)
+    ts.migrate(vm)
+    ts.migrate(vm, "member2")
+    ts.clean_shutdown(vm)
+    assert ts.domid(vm) is None
+    ts.undefine(vm)
+    ref = vm.ref
+    assert model.api_calls() == [
+        ("pool.get_all", ()),
+        ("pool.get_master", (POOL,)),
+        ("VM.start_on", (ref, HOST, False, False)),
+        ("VM.get_domid", (ref,)),
+        ("VM.get_power_state", (ref,)),
+        ("VM.clean_reboot", (ref,)),
+        ("VM.suspend", (ref,)),
+        ("VM.resume_on", (ref, HOST, False, False)),
+        ("VM.pool_migrate", (ref, HOST, {"live": "true"})),
+        ("host.get_by_name_label", ("member2",)),
+        ("VM.pool_migrate", (ref, OTHER_HOST, {"live": "true"})),
+        ("VM.clean_shutdown", (ref,)),
+        ("VM.get_domid", (ref,)),
+        ("VM.destroy", (ref,)),
+    ]
+    assert model.vms == {}
+
+
+def test_a_silent_guest_gives_xapis_acknowledgement_errors(fake: tuple[FakeXapi, FakeXapiServer]) -> None:
+    model, server = fake
+    ts = _backend(server)
+    vm = ts.define(SPEC)
+    ts.start(vm)
+    model.silent_guests.add(vm.ref)
+    with pytest.raises(ToolstackError) as shutdown:
+        ts.clean_shutdown(vm)
+    assert shutdown.value.code == "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT"
+    with pytest.raises(ToolstackError) as suspend:
+        ts.suspend(vm)
+    assert suspend.value.code == "VM_FAILED_SUSPEND_ACKNOWLEDGMENT"
+    assert ts.power_state(vm) == "running"
+
+
+def test_failures_keep_code_and_parameters(fake: tuple[FakeXapi, FakeXapiServer]) -> None:
+    _, server = fake
+    ts = _backend(server)
+    vm = ts.define(SPEC)
+    with pytest.raises(ToolstackError) as info:
+        ts.clean_shutdown(vm)
+    assert info.value.code == "VM_BAD_POWER_STATE"
+    assert str(info.value) == f"VM_BAD_POWER_STATE: VM.clean_shutdown {vm.ref} running halted"
+
+
+def test_power_state_waits_follow_event_from_tokens(fake: tuple[FakeXapi, FakeXapiServer]) -> None:
+    model, server = fake
+    ts = _backend(server)
+    vm = ts.define(SPEC)
+    ts.start(vm)
+    model.calls.clear()
+    result: list[str] = []
+    waiter = threading.Thread(target=lambda: result.append(ts.wait_power_state(vm, {"halted"}, 30)))
+    waiter.start()
+
+    def waiting_on_token() -> bool:
+        return any(m == "event.from" and a[2] for m, a in model.calls)
+
+    with model.changed:
+        model.changed.wait_for(waiting_on_token, timeout=10)
+    model.set_power(vm.ref, "Halted")
+    waiter.join(30)
+    assert result == ["halted"]
+    froms = [a for m, a in model.api_calls() if m == "event.from"]
+    assert froms[0] == ([f"vm/{vm.ref}"], "", froms[0][2])
+    assert all(args[1] for args in froms[1:])  # later calls pass the token they were given
+    assert all(isinstance(args[2], float) for args in froms)
+
+
+def test_bad_credentials_and_pool_members_are_one_line_errors(fake: tuple[FakeXapi, FakeXapiServer]) -> None:
+    model, server = fake
+    with pytest.raises(ToolstackError, match="SESSION_AUTHENTICATION_FAILED"):
+        XapiToolstack(RecordingHost(), session_factory=lambda: XenAPI.Session(server.url), username="bob")
+    original = model.dispatch
+
+    def slave(method: str, params: tuple[Any, ...]) -> dict[str, Any]:
+        if method == "session.login_with_password":
+            return {"Status": "Failure", "ErrorDescription": ["HOST_IS_SLAVE", "192.0.2.1"]}
+        return original(method, params)
+
+    model.dispatch = slave  # type: ignore[method-assign]
+    with pytest.raises(UsageError, match="pool master 192.0.2.1"):
+        _backend(server)
+
+
+def test_reaper_commands_address_the_vm_by_uuid(fake: tuple[FakeXapi, FakeXapiServer]) -> None:
+    _, server = fake
+    ts = _backend(server)
+    vm = ts.define(SPEC)
+    assert ts.cleanup_commands(vm) == [
+        ["xe", "vm-shutdown", "--force", f"uuid={vm.uuid}"],
+        ["xe", "vm-destroy", f"uuid={vm.uuid}"],
+    ]
