@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .dom0_xs import Dom0Script, install_tool
+from .dom0_xs import REPO_ROOT, Dom0Script, install_tool
 from .errors import LabError
 from .lab import LabHost
 
@@ -39,7 +39,7 @@ ACK_ROUNDS = 50
 SAVE_RESTORE_CYCLES = 3
 REMOTE_DIR = "/root/xen-test-vm-bench"
 READY_TIMEOUT_MS = 120_000
-REPO_KERNEL = Path(__file__).resolve().parents[2] / "kernel"
+REPO_KERNEL = REPO_ROOT / "kernel"
 
 
 def _ms(microseconds: list[int]) -> Report:
