@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -187,7 +187,7 @@ def cmd_shutdown(args: argparse.Namespace, session: Session) -> int:
     vm = session.find_vm(args.name)
     ts = session.toolstack
     if args.toolstack:
-        operation = {
+        operation: Callable[[Vm], None] | None = {
             "clean": ts.clean_shutdown,
             "hard": ts.hard_shutdown,
             "reboot": ts.clean_reboot,
@@ -235,9 +235,10 @@ def cmd_status(args: argparse.Namespace, session: Session) -> int:
     }
     domid = session.toolstack.domid(vm)
     if domid is not None:
-        status = Guest(session.xs, domid).status().as_dict()
-        features = status.pop("features")
-        data |= status | {f"control/{k}": v for k, v in features.items()}
+        status = Guest(session.xs, domid).status()
+        data |= status.as_dict()
+        del data["features"]
+        data |= {f"control/{k}": v for k, v in status.features.items()}
     _emit(args, data)
     return 0
 
@@ -300,7 +301,8 @@ def _list_scenarios(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(
-                f"{row['name']:<28} {row['group']:<9} {','.join(row['backends']):<8} {row['expected']}"
+                f"{row['name']:<28} {row['group']:<9} {','.join(row['backends']):<8} "
+                f"{row['expected']}"
             )
     return 0
 

@@ -62,5 +62,5 @@ class Instruction:
 
 
 def guest_writable(domid: int) -> list[str]:
-    """xenstore permissions for a key dom0 writes and the guest must answer: owner dom0, guest rw."""
+    """Permissions for a key dom0 writes and the guest answers: owner dom0, guest rw."""
     return ["n0", f"b{domid}"]

@@ -40,7 +40,10 @@ def shell_command(argv: Sequence[str]) -> str:
 
 def atomic_write_command(path: str) -> list[str]:
     """A command that stores stdin at `path` atomically (temp file, then rename)."""
-    script = 'set -e; tmp="$1.part.$$"; trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; mv -f "$tmp" "$1"; trap - EXIT'
+    script = (
+        'set -e; tmp="$1.part.$$"; trap \'rm -f "$tmp"\' EXIT; '
+        'cat > "$tmp"; mv -f "$tmp" "$1"; trap - EXIT'
+    )
     return ["sh", "-c", script, "sh", path]
 
 

@@ -33,7 +33,7 @@ def _unarmed(guest: Guest) -> None:
 
 
 def _stopped(ctx: Context, tv: TestVm) -> tuple[str, int | None]:
-    """Wait until the domain stopped; (xl state word, shutdown reason) or ('halted', None) on XAPI."""
+    """Wait for the domain to stop: (xl state, shutdown reason), or ('halted', None) on XAPI."""
     ts = ctx.session.toolstack
     if ts.kind != "xl":
         from .xapi import XapiToolstack
@@ -127,6 +127,15 @@ BOGUS: list[tuple[str, bytes]] = [
 ]
 
 
+def _wait_last_error(guest: Guest, label: str) -> str:
+    key = guest.path("data/test-vm/last-error")
+
+    def recorded() -> str | None:
+        return guest.xs.read(key) or None
+
+    return guest.xs.wait_for([key], recorded, 10.0, f"no last-error for {label}")
+
+
 def bogus_messages(ctx: Context) -> str:
     guest = ctx.shared_vm().guest
     guest.instruct(IGNORE_OK)
@@ -134,13 +143,7 @@ def bogus_messages(ctx: Context) -> str:
     for label, message in BOGUS:
         guest.xs.write(guest.path("data/test-vm/last-error"), "")
         guest.send_testing(message)
-        error_key = guest.path("data/test-vm/last-error")
-        reason = guest.xs.wait_for(
-            [error_key],
-            lambda k=error_key: guest.xs.read(k) or None,
-            10.0,
-            f"no last-error for {label}",
-        )
+        reason = _wait_last_error(guest, label)
         expect(
             guest.read("data/test-vm/state") == "armed", f"{label}: the armed instruction was lost"
         )
@@ -530,7 +533,7 @@ ALL: list[Scenario] = [
     Scenario(
         "clean-shutdown-no-ack",
         "toolstack",
-        "guest armed ack none: the toolstack reports its acknowledgement error; guest keeps running",
+        "guest armed ack none: the toolstack reports its ack error; guest keeps running",
         clean_shutdown_no_ack,
         background=True,
     ),

@@ -1,4 +1,4 @@
-"""SSH through the OpenSSH client: ~/.ssh/config, agents and known_hosts apply; one multiplexed connection."""
+"""SSH through the OpenSSH client (~/.ssh/config, agents, known_hosts), multiplexed."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -61,7 +61,7 @@ def _worth_retrying(result: CommandResult) -> bool:
 
 
 def validate_destination(destination: str) -> str:
-    """Refuse host names that are empty, contain spaces or control characters, or look like options."""
+    """Refuse empty names, spaces, control characters, and anything that looks like an option."""
     if not _DESTINATION.match(destination):
         raise UsageError(f"invalid host name {destination!r}")
     return destination
@@ -173,6 +173,11 @@ class SSHHost:
             if proc.returncode != 0:
                 raise SSHError(f"ssh to {self.name} failed: {stderr.strip() or proc.returncode}")
             self._connected = True
+            if TRACE:
+                print(
+                    f"[ssh] connected to {self.name}, ControlPath={self.control_path}",
+                    file=sys.stderr,
+                )
 
     def run(
         self,
@@ -193,7 +198,8 @@ class SSHHost:
             result = self._run_once(argv, input=input, timeout=timeout)
             if TRACE:
                 print(
-                    f"[{time.monotonic() - started:6.2f}s rc={result.returncode}] {shell_command(argv)[:160]}",
+                    f"[{time.monotonic() - started:6.2f}s rc={result.returncode}] "
+                    f"{shell_command(argv)[:160]}",
                     file=sys.stderr,
                 )
             if not _worth_retrying(result):

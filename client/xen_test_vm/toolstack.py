@@ -134,7 +134,8 @@ def detect(host: Host) -> str:
         [
             "sh",
             "-c",
-            "if command -v xe >/dev/null 2>&1 && { [ -S /var/lib/xcp/xapi ] || pidof xapi >/dev/null 2>&1; };"
+            "if command -v xe >/dev/null 2>&1"
+            " && { [ -S /var/lib/xcp/xapi ] || pidof xapi >/dev/null 2>&1; };"
             " then echo xapi; elif command -v xl >/dev/null 2>&1; then echo xl; else echo none; fi",
         ],
         timeout=60,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import errno
@@ -179,7 +180,7 @@ class Xenstore:
             raise XenstoreError(f"xenstore read {path}: {exc}") from None
         return value
 
-    def list(self, path: str) -> list[str]:
+    def list(self, path: str) -> builtins.list[str]:
         """Children of path ([] if it does not exist)."""
         try:
             return [c.decode(errors="replace") for c in self._client.list(_b(path))]
@@ -188,14 +189,14 @@ class Xenstore:
                 return []
             raise XenstoreError(f"xenstore directory {path}: {exc}") from None
 
-    def get_perms(self, path: str) -> list[str]:
+    def get_perms(self, path: str) -> builtins.list[str]:
         """The node's permission list, e.g. ['n0', 'b5']."""
         return self._call(
             f"get-perms {path}", lambda: [p.decode() for p in self._client.get_perms(_b(path))]
         )
 
     def write(self, path: str, value: str | bytes, perms: Iterable[str] | None = None) -> None:
-        """Write value; with perms, set them in the same transaction so no watcher sees other ones."""
+        """Write value; perms are set in the same transaction, so no watcher sees others."""
         if perms is None:
             self._call(f"write {path}", lambda: self._client.write(_b(path), _b(value)))
             return

@@ -205,7 +205,7 @@ class XlToolstack(Toolstack):
         return "running"
 
     def start(self, vm: Vm) -> None:
-        """xl create (returns once the domain is built and unpaused); no half-started domain stays."""
+        """xl create (returns once the domain runs); no half-started domain stays behind."""
         try:
             self._xl("create", vm.ref)
         except ToolstackError:
@@ -249,11 +249,14 @@ class XlToolstack(Toolstack):
         for line in self._xl("info", timeout=60).splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "virt_caps" and "shadow" not in value.split():
-                return f"this Xen has no shadow paging (virt_caps:{value.rstrip()}), PV live migration needs it"
+                return (
+                    f"this Xen has no shadow paging (virt_caps:{value.rstrip()}), "
+                    "PV live migration needs it"
+                )
         return None
 
     def migrate(self, vm: Vm, destination: str | None = None) -> None:
-        """xl migrate; to this host, the receiver runs locally (`-s ""` runs the 'host' as command)."""
+        """xl migrate; to this host with `-s ""`, which runs the "host" argument as the receiver."""
         domid = self._require_domid(vm)
         if destination is None:
             self._xl("migrate", "-s", "", domid, "xl migrate-receive", timeout=SLOW * 2)

@@ -6,9 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from client_fakes import RecordingHost
+
+from tests.client.client_fakes import RecordingHost
 
 ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture
 def recording_host() -> RecordingHost:
@@ -20,7 +22,9 @@ def client_kernel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test kernel, built once (`make -C kernel O=<dir> image`); skip if it cannot be built."""
     out = tmp_path_factory.mktemp("client-kernel")
     proc = subprocess.run(
-        ["make", "-s", "-C", str(ROOT / "kernel"), f"O={out}", "image"], capture_output=True, text=True
+        ["make", "-s", "-C", str(ROOT / "kernel"), f"O={out}", "image"],
+        capture_output=True,
+        text=True,
     )
     image = out / "test-vm.xen.gz"
     if proc.returncode != 0 or not image.exists():

@@ -46,8 +46,12 @@ def test_atomic_write_stores_stdin_under_a_hostile_path(tmp_path: pytest.TempPat
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # type: ignore[attr-defined]
 
 
-def test_atomic_write_leaves_nothing_when_the_directory_is_missing(tmp_path: pytest.TempPathFactory) -> None:
+def test_atomic_write_leaves_nothing_when_the_directory_is_missing(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
     target = tmp_path / "missing" / "file"  # type: ignore[operator]
-    proc = subprocess.run(["sh", "-c", shell_command(atomic_write_command(str(target)))], input=b"x")
+    proc = subprocess.run(
+        ["sh", "-c", shell_command(atomic_write_command(str(target)))], input=b"x"
+    )
     assert proc.returncode != 0
     assert not target.parent.exists()

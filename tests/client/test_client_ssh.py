@@ -9,13 +9,16 @@ from xen_test_vm.errors import ConnectionLost, HostKeyError, SSHError, UsageErro
 from xen_test_vm.ssh import SSHHost, classify_ssh_failure, validate_destination
 
 
-@pytest.mark.parametrize("good", ["host", "root@xen1.example.org", "xen-lab", "10.0.0.1", "[fe80::1]", "u_1@h"])
+@pytest.mark.parametrize(
+    "good", ["host", "root@xen1.example.org", "xen-lab", "10.0.0.1", "[fe80::1]", "u_1@h"]
+)
 def test_valid_destinations(good: str) -> None:
     assert validate_destination(good) == good
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "-oProxyCommand=touch /tmp/x", "host name", "host;rm", "h\nx", "$(x)", "@host", "a@-b"]
+    "bad",
+    ["", "-oProxyCommand=touch /tmp/x", "host name", "host;rm", "h\nx", "$(x)", "@host", "a@-b"],
 )
 def test_destinations_that_ssh_could_misread_are_refused(bad: str) -> None:
     with pytest.raises(UsageError):
@@ -54,17 +57,28 @@ def test_a_missing_ssh_config_is_a_usage_error(tmp_path: Path) -> None:
     [
         ("Host key verification failed.\r\n", HostKeyError, "--accept-new-host-key"),
         (
-            "@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.",
+            "@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n"
+            "Host key verification failed.",
             HostKeyError,
             "CHANGED",
         ),
-        ("ssh: Could not resolve hostname nowhere: Name or service not known\r\n", SSHError, "cannot reach"),
-        ("ssh: connect to host 127.0.0.1 port 1: Connection refused\r\n", SSHError, "Connection refused"),
+        (
+            "ssh: Could not resolve hostname nowhere: Name or service not known\r\n",
+            SSHError,
+            "cannot reach",
+        ),
+        (
+            "ssh: connect to host 127.0.0.1 port 1: Connection refused\r\n",
+            SSHError,
+            "Connection refused",
+        ),
         ("root@h: Permission denied (publickey).\r\n", SSHError, "cannot log in"),
         ("Connection closed by 127.0.0.1 port 2222\r\n", ConnectionLost, "lost"),
     ],
 )
-def test_ssh_failures_become_one_line_errors(stderr: str, kind: type[Exception], needle: str) -> None:
+def test_ssh_failures_become_one_line_errors(
+    stderr: str, kind: type[Exception], needle: str
+) -> None:
     error = classify_ssh_failure("h", stderr)
     assert isinstance(error, kind)
     assert needle in str(error)

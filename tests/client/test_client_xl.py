@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from client_fakes import RecordingHost
 from xen_test_vm.errors import ToolstackError, UsageError
 from xen_test_vm.remote import CommandResult
 from xen_test_vm.toolstack import Vm, VmSpec, validate_vm_name
 from xen_test_vm.xl import ACK_FAILURE, XlToolstack, config_slug, xl_config, xl_string
+
+from tests.client.client_fakes import RecordingHost
 
 
 def test_xl_strings_use_only_the_escapes_libxlu_gets_right() -> None:
@@ -24,7 +25,9 @@ def test_xl_strings_use_only_the_escapes_libxlu_gets_right() -> None:
 
 
 def test_config_names_the_vm_and_its_kernel() -> None:
-    spec = VmSpec(name='evil "name"; $(x)', kernel="/k/test-vm.xen.gz", memory_mib=16, cmdline="heartbeat=0")
+    spec = VmSpec(
+        name='evil "name"; $(x)', kernel="/k/test-vm.xen.gz", memory_mib=16, cmdline="heartbeat=0"
+    )
     text = xl_config(spec)
     assert 'name = "evil \\"name\\"; $(x)"\n' in text
     assert 'kernel = "/k/test-vm.xen.gz"\n' in text
@@ -37,7 +40,7 @@ def test_config_file_names_are_safe_and_distinct() -> None:
     a, b = config_slug("a/b c"), config_slug("a_b_c")
     assert a != b
     assert "/" not in a and " " not in a
-    assert config_slug("\n\n") .startswith("vm-")
+    assert config_slug("\n\n").startswith("vm-")
 
 
 @pytest.mark.parametrize("bad", ["", "123", "x" * 129, "nul\0byte"])
@@ -53,7 +56,10 @@ def test_define_writes_the_config_atomically_in_one_command(recording_host: Reco
     (argv,) = recording_host.calls
     assert argv[:2] == ["sh", "-c"]
     assert argv[4:] == [vm.ref, "/srv/my dir/vms", "/srv/my dir/saved"]
-    assert recording_host.inputs[0] == xl_config(VmSpec(name="t1", kernel="/srv/my dir/test-vm.xen.gz")).encode()
+    assert (
+        recording_host.inputs[0]
+        == xl_config(VmSpec(name="t1", kernel="/srv/my dir/test-vm.xen.gz")).encode()
+    )
 
 
 def test_a_name_with_a_slash_is_refused_before_anything_runs(recording_host: RecordingHost) -> None:
@@ -97,7 +103,10 @@ def test_an_unacknowledged_request_maps_to_ack_timeout(recording_host: Recording
         if argv[:3] == ["xl", "list", "-l"]:
             return CommandResult(argv, 0, _xl_list({"t": 3}), "")
         if argv[1] == "shutdown":
-            msg = "libxl: error: libxl_domain.c:854:pvcontrol_cb: guest didn't acknowledge control request: -9\n"
+            msg = (
+                "libxl: error: libxl_domain.c:854:pvcontrol_cb: "
+                "guest didn't acknowledge control request: -9\n"
+            )
             return CommandResult(argv, 1, "", msg)
         return None
 
@@ -110,9 +119,9 @@ def test_an_unacknowledged_request_maps_to_ack_timeout(recording_host: Recording
 
 def test_state_and_shutdown_reason_come_from_xl_list_v(recording_host: RecordingHost) -> None:
     out = (
-        "Name  ID   Mem VCPUs\tState\tTime(s)   UUID                            Reason-Code\tSecurity Label\n"
+        "Name  ID   Mem VCPUs\tState\tTime(s)   UUID      Reason-Code\tSecurity Label\n"
         "a 5 b\n"
-        "c   5    16     1     ---sc-       0.1 6ec293ee-e67e-4e90-82d2-971f2dc0cad0        3                -\n"
+        "c   5    16     1     ---sc-       0.1 6ec293ee-e67e-4e90-82d2-971f2dc0cad0   3   -\n"
     )
     recording_host.responder = lambda argv, _: CommandResult(argv, 0, out, "")
     assert XlToolstack(recording_host).domain_state(5) == ("---sc-", 3)
@@ -127,7 +136,11 @@ def test_the_reaper_destroys_half_migrated_domains_too(recording_host: Recording
 
 
 def test_live_migration_needs_shadow_paging(recording_host: RecordingHost) -> None:
-    recording_host.responder = lambda argv, _: CommandResult(argv, 0, "virt_caps : pv hvm hap\n", "")
+    recording_host.responder = lambda argv, _: CommandResult(
+        argv, 0, "virt_caps : pv hvm hap\n", ""
+    )
     assert "shadow" in (XlToolstack(recording_host).live_migration_blocker() or "")
-    recording_host.responder = lambda argv, _: CommandResult(argv, 0, "virt_caps : pv hvm hap shadow\n", "")
+    recording_host.responder = lambda argv, _: CommandResult(
+        argv, 0, "virt_caps : pv hvm hap shadow\n", ""
+    )
     assert XlToolstack(recording_host).live_migration_blocker() is None

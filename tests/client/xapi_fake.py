@@ -34,7 +34,9 @@ def failure(code: str, *params: str) -> dict[str, Any]:
 class FakeXapi:
     """The model behind the fake: a pool of hosts and VMs."""
 
-    software_version: dict[str, str] = field(default_factory=lambda: {"xapi": "24.20", "xapi_build": "24.20.0"})
+    software_version: dict[str, str] = field(
+        default_factory=lambda: {"xapi": "24.20", "xapi_build": "24.20.0"}
+    )
     vms: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     silent_guests: set[str] = field(default_factory=set)
@@ -64,7 +66,11 @@ class FakeXapi:
             self.calls.append((method, params))
             self.changed.notify_all()
         if method == "session.login_with_password":
-            return success(SESSION) if params[0] == "root" else failure("SESSION_AUTHENTICATION_FAILED", params[0], "")
+            return (
+                success(SESSION)
+                if params[0] == "root"
+                else failure("SESSION_AUTHENTICATION_FAILED", params[0], "")
+            )
         if not params or params[0] != SESSION:
             return failure("SESSION_INVALID", str(params[0]) if params else "")
         handler = getattr(self, "m_" + method.replace(".", "_"), None)
@@ -134,7 +140,9 @@ class FakeXapi:
     def m_VM_set_PV_args(self, ref: str, value: str) -> dict[str, Any]:
         return self._setter("PV_args", ref, value)
 
-    def m_VM_set_memory_limits(self, ref: str, smin: str, smax: str, dmin: str, dmax: str) -> dict[str, Any]:
+    def m_VM_set_memory_limits(
+        self, ref: str, smin: str, smax: str, dmin: str, dmax: str
+    ) -> dict[str, Any]:
         return self._setter("memory_static_max", ref, smax)
 
     def _power(self, ref: str, allowed: str, new: str) -> dict[str, Any]:
@@ -142,7 +150,9 @@ class FakeXapi:
         if vm is None:
             return failure("HANDLE_INVALID", "VM", ref)
         if vm["power_state"] not in allowed.split("|"):
-            return failure("VM_BAD_POWER_STATE", ref, allowed.split("|")[0].lower(), vm["power_state"].lower())
+            return failure(
+                "VM_BAD_POWER_STATE", ref, allowed.split("|")[0].lower(), vm["power_state"].lower()
+            )
         self.set_power(ref, new)
         return success("")
 
@@ -200,14 +210,26 @@ class FakeXapi:
             generation = self.generation
         wanted = {c.split("/", 1)[1] for c in classes if "/" in c}
         events = [
-            {"id": str(generation), "timestamp": "0", "class": "vm", "operation": "mod", "ref": ref,
-             "snapshot": dict(vm)}
+            {
+                "id": str(generation),
+                "timestamp": "0",
+                "class": "vm",
+                "operation": "mod",
+                "ref": ref,
+                "snapshot": dict(vm),
+            }
             for ref, vm in self.vms.items()
             if not wanted or ref in wanted
         ]
         if token and generation == int(token):
             events = []
-        return success({"events": events, "valid_ref_counts": {"vm": str(len(self.vms))}, "token": str(generation)})
+        return success(
+            {
+                "events": events,
+                "valid_ref_counts": {"vm": str(len(self.vms))},
+                "token": str(generation),
+            }
+        )
 
 
 class _Handler(SimpleXMLRPCRequestHandler):
@@ -222,13 +244,16 @@ class FakeXapiServer:
 
     def __init__(self, model: FakeXapi) -> None:
         self.model = model
-        self.server = SimpleXMLRPCServer(("127.0.0.1", 0), _Handler, logRequests=False, allow_none=False)
+        self.server = SimpleXMLRPCServer(
+            ("127.0.0.1", 0), _Handler, logRequests=False, allow_none=False
+        )
         self.server.register_instance(_Dispatcher(model))
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)
         return f"http://{host}:{port}/"
 
     def __enter__(self) -> FakeXapiServer:

@@ -1,0 +1,105 @@
+"""Pure logic: protocol messages, scenario selection, reports."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from xen_test_vm.protocol import Instruction, guest_writable
+from xen_test_vm.report import as_json, write_junit
+from xen_test_vm.scenarios import ALL
+from xen_test_vm.smoke import FAIL, PASS, SKIP, Result, select
+from xen_test_vm.toolstack import version_tuple
+
+
+def test_instructions_serialise_compactly() -> None:
+    assert (
+        Instruction("onshutdown", "ignore", "none").to_json()
+        == '{"when":"onshutdown","ack":"none","action":"ignore"}'
+    )
+    assert Instruction("now", "crash").to_json() == '{"when":"now","action":"crash"}'
+
+
+@pytest.mark.parametrize(
+    ("when", "action", "ack"),
+    [("later", "ignore", "ok"), ("now", "explode", None), ("onshutdown", "ignore", None)],
+)
+def test_invalid_instructions_are_refused_before_sending(
+    when: str, action: str, ack: str | None
+) -> None:
+    with pytest.raises(ValueError):
+        Instruction(when, action, ack)
+
+
+def test_armed_json_is_compared_by_meaning() -> None:
+    instruction = Instruction("onshutdown", "reboot", "ok")
+    assert instruction.same_as('{"action":"reboot","ack":"ok","when":"onshutdown"}')
+    assert not instruction.same_as('{"action":"reboot","ack":"none","when":"onshutdown"}')
+    assert not instruction.same_as("")
+    assert not instruction.same_as("[]")
+
+
+def test_control_keys_are_owned_by_dom0_and_read_write_for_the_guest() -> None:
+    assert guest_writable(7) == ["n0", "b7"]
+
+
+def test_every_protocol_section_has_scenarios() -> None:
+    names = {s.name for s in ALL}
+    assert len(names) == len(ALL)
+    for needed in (
+        "bogus-messages",
+        "ack-none",
+        "ack-delete",
+        "ack-string",
+        "one-shot",
+        "suspend-resume",
+    ):
+        assert needed in names
+    assert {s.group for s in ALL} == {"guest", "toolstack"}
+    assert [s.name for s in ALL if s.background] == ["clean-shutdown-no-ack", "suspend-no-ack"]
+
+
+def test_only_and_skip_select_by_name_group_and_prefix() -> None:
+    assert {s.name for s in select(ALL, "xl", ["toolstack"], ["checkpoint"])} == {
+        s.name for s in ALL if s.group == "toolstack" and s.name != "checkpoint"
+    }
+    assert [s.name for s in select(ALL, "xl", ["ack-*"], [])] == [
+        "ack-none",
+        "ack-delete",
+        "ack-string",
+    ]
+    assert "checkpoint" not in {s.name for s in select(ALL, "xapi", [], [])}
+    assert "now-suspend" not in {s.name for s in select(ALL, "xapi", [], [])}
+
+
+def test_version_tuples() -> None:
+    assert version_tuple("24.20.0") == (24, 20, 0)
+    assert version_tuple("v1.249-rc1") == (1, 249)
+    assert version_tuple("abc") == ()
+
+
+RESULTS = [
+    Result("a", "guest", "x", PASS, "", 1.5),
+    Result("b", "toolstack", "y", FAIL, "boom <&>", 2.0),
+    Result("c", "toolstack", "z", SKIP, "no shadow", 0.1),
+]
+
+
+def test_json_report() -> None:
+    report = as_json(RESULTS, "h", "xl", 3.6)
+    assert (report["passed"], report["failed"], report["skipped"]) == (1, 1, 1)
+    assert json.loads(json.dumps(report))["scenarios"][1]["detail"] == "boom <&>"
+
+
+def test_junit_report(tmp_path: Path) -> None:
+    path = tmp_path / "smoke.xml"
+    write_junit(path, RESULTS, "h", 3.6)
+    suite = ET.parse(path).getroot()
+    assert suite.tag == "testsuite" and suite.get("failures") == "1" and suite.get("skipped") == "1"
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["a", "b", "c"]
+    failure = cases[1].find("failure")
+    assert failure is not None and failure.get("message") == "boom <&>"
+    assert cases[2].find("skipped") is not None
