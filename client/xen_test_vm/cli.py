@@ -163,20 +163,22 @@ def cmd_start(args: argparse.Namespace, session: Session) -> int:
     return 0
 
 
-def cmd_send(args: argparse.Namespace, session: Session) -> int:
+def send_message(args: argparse.Namespace) -> str:
+    """The control/testing message from the arguments (checked before connecting)."""
     if args.message is not None:
         if args.when or args.action or args.ack:
             raise UsageError("give either a raw message or --when/--action/--ack, not both")
-        message = args.message
-    else:
-        if not (args.when and args.action):
-            raise UsageError(
-                "give a raw message, or --when and --action (and --ack with onshutdown)"
-            )
-        try:
-            message = protocol.Instruction(args.when, args.action, args.ack).to_json()
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        return str(args.message)
+    if not (args.when and args.action):
+        raise UsageError("give a raw message, or --when and --action (and --ack with onshutdown)")
+    try:
+        return protocol.Instruction(args.when, args.action, args.ack).to_json()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_send(args: argparse.Namespace, session: Session) -> int:
+    message = send_message(args)
     _, guest = _running_guest(session, args.name)
     guest.send_testing(message, args.timeout)
     _emit(args, {"sent": message, **guest.status().as_dict()})
@@ -318,6 +320,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _list_scenarios(args)
     if args.command in ("install", "smoke"):
         check_kernel(args.kernel)
+    if args.command == "send":
+        send_message(args)
     with Session(_options(args)) as session:
         return COMMANDS[args.command](args, session)
 

@@ -18,7 +18,8 @@ from xen_test_lab.lab import LabHost
 
 pytestmark = pytest.mark.lab
 
-HOSTILE_NAME = "xtvm hostile; $(touch /tmp/xtvm-pwned) `id` \"q\" 'q'\nnewline"
+# Everything a shell or a config parser could trip on, except '/' (xl refuses it: log file name).
+HOSTILE_NAME = "xtvm hostile; $(touch xtvm-pwned) `touch xtvm-pwned` \"q\" 'q' \\ *\nnewline"
 
 
 def cli(
@@ -44,6 +45,7 @@ def cli(
 
 def popen_cli(lab: LabHost, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, XEN_TEST_VM_TRACE="1")
+    # A background job inherits SIGINT ignored; a user's terminal delivers it: restore that.
     return subprocess.Popen(
         [
             sys.executable,
@@ -59,16 +61,20 @@ def popen_cli(lab: LabHost, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
 def leftovers(lab: LabHost, prefix: str = "xtvm-") -> list[str]:
-    """Test-VM domains and config files still on the host."""
+    """Test-VM domains (by name) and config files (by file name) still on the host."""
     names = lab.run(
         "xenstore-list /local/domain | while read d; do xenstore-read /local/domain/$d/name; done"
-    ).stdout
-    configs = lab.run("ls /var/lib/xen-test-vm/vms 2>/dev/null || true").stdout
-    return [n for n in names.split() + configs.split() if n.startswith(prefix)]
+    ).stdout.splitlines()
+    configs = lab.run("ls /var/lib/xen-test-vm/vms 2>/dev/null || true").stdout.splitlines()
+    file_prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", prefix)
+    return [n for n in names if n.startswith(prefix)] + [
+        c for c in configs if c.startswith(file_prefix)
+    ]
 
 
 def wait_for_trace(proc: subprocess.Popen[str], pattern: str) -> list[str]:
@@ -107,7 +113,7 @@ def test_whole_smoke_matrix_passes(lab_host: LabHost, client_kernel: Path, tmp_p
 
 
 def test_hostile_vm_name_round_trip(lab_host: LabHost, kernel_on_path: Path) -> None:
-    lab_host.run("rm -f /tmp/xtvm-pwned")
+    lab_host.run("rm -f /root/xtvm-pwned /xtvm-pwned")
     installed = cli(
         lab_host,
         "install",
@@ -152,8 +158,9 @@ def test_hostile_vm_name_round_trip(lab_host: LabHost, kernel_on_path: Path) -> 
     finally:
         destroyed = cli(lab_host, "destroy", HOSTILE_NAME)
     assert destroyed.returncode == 0, destroyed.stderr
-    assert lab_host.run("test -e /tmp/xtvm-pwned", check=False).returncode != 0
-    assert not Path("/tmp/xtvm-pwned").exists()
+    pwned = lab_host.run("ls /root/xtvm-pwned /xtvm-pwned", check=False)
+    assert "No such file" in pwned.stderr and pwned.stdout == ""
+    assert not Path("xtvm-pwned").exists()
     assert leftovers(lab_host, "xtvm hostile") == []
 
 
@@ -260,4 +267,4 @@ def test_a_lost_connection_still_destroys_every_vm(lab_host: LabHost, client_ker
 @pytest.fixture(autouse=True)
 def _no_stray_pwn() -> Iterator[None]:
     yield
-    assert not Path("/tmp/xtvm-pwned").exists()
+    assert not Path("xtvm-pwned").exists()
