@@ -81,6 +81,37 @@ def bench(c: Context, out: str = "bench.json") -> None:
     raise SystemExit(run_bench(Path(out), kernel_builder=lambda: build(c)))
 
 
+@task(
+    help={
+        "host": "[user@]host or ssh_config alias (default: boot the local lab)",
+        "ssh_config": "ssh_config file for --host",
+        "kernel": "use this kernel image instead of building build/test-vm.xen.gz",
+        "only": "scenarios or groups to run, comma-separated",
+        "skip": "scenarios or groups to leave out, comma-separated",
+        "json": "print a JSON report instead of the table",
+        "junit": "also write JUnit XML to this file",
+        "jobs": "scenarios with their own VM run this many at a time",
+    }
+)
+def smoke(
+    c: Context,
+    host: str = "",
+    ssh_config: str = "",
+    kernel: str = "",
+    only: str = "",
+    skip: str = "",
+    json: bool = False,
+    junit: str = "",
+    jobs: int = 3,
+) -> None:
+    """Run the smoke matrix against --host, or against the local lab booted for it."""
+    from xen_test_vm.lab_smoke import SmokeOptions, smoke_task
+
+    options = SmokeOptions(Path(kernel) if kernel else KERNEL_IMAGE, only, skip, json, junit, jobs)
+    builder = None if kernel else lambda: build(c)
+    raise SystemExit(smoke_task(options, host=host, ssh_config=ssh_config, build_kernel=builder))
+
+
 @task(help={"seconds": "how long to fuzz", "out": "build directory (keeps the grown corpus)"})
 def fuzz(c: Context, seconds: int = 300, out: str = str(BUILD_DIR / "fuzz")) -> None:
     """Fuzz the kernel's JSON reader, protocol state machine and xenstore codec (libFuzzer)."""
