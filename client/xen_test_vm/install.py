@@ -25,11 +25,13 @@ def check_kernel(path: Path) -> Path:
     return path
 
 
-def upload_kernel(session: Session, kernel: Path, progress: Progress | None = None) -> str:
+def upload_kernel(
+    session: Session, kernel: Path, progress: Progress | None = None, name: str = KERNEL_NAME
+) -> str:
     """Copy the kernel into the toolstack's kernel directory; returns the remote path."""
     check_kernel(kernel)
     directory = session.toolstack.kernel_dir()
-    remote = f"{directory}/{KERNEL_NAME}"
+    remote = f"{directory}/{name}"
     session.host.run(["mkdir", "-p", directory], idempotent=True)
     session.host.copy_in(kernel, remote, progress)
     return remote

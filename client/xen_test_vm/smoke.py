@@ -209,8 +209,17 @@ def run_smoke(
     Shared-VM scenarios run one after another; the others run `jobs` at a time, the slow
     (background) ones alongside. Results are reported as they finish, returned in matrix order.
     """
-    remote_kernel = upload_kernel(session, Path(kernel_file), upload_progress)
     reaper = Reaper(session.host)
+    # A kernel of its own: the run must not replace the one `install` put there.
+    kernel_name = f"test-vm.smoke-{reaper.run_id}.xen.gz"
+    try:
+        directory = session.toolstack.kernel_dir()
+        reaper.register("kernel", [["rm", "-f", f"{directory}/{kernel_name}"]])
+        remote_kernel = upload_kernel(session, Path(kernel_file), upload_progress, kernel_name)
+    except BaseException:
+        with contextlib.suppress(SSHError, OSError):
+            reaper.close()
+        raise
     ctx = Context(session, reaper, remote_kernel, reaper.run_id)
     if isinstance(session.toolstack, XlToolstack):
         session.toolstack = XlToolstack(
@@ -290,6 +299,7 @@ def _cleanup(ctx: Context) -> list[str]:
     for test_vm in leftovers:
         with contextlib.suppress(ClientError, OSError):
             ctx.destroy(test_vm)
+    # The reaper removes the run's kernel (and anything not destroyed above) when it closes.
     with contextlib.suppress(SSHError, OSError):
         ctx.reaper.close()
     remaining = []

@@ -109,6 +109,9 @@ def test_whole_smoke_matrix_passes(lab_host: LabHost, client_kernel: Path, tmp_p
     assert migrate["outcome"] == "pass" or "shadow paging" in migrate["detail"]
     assert junit.read_text().count("<testcase") == len(report["scenarios"])
     assert leftovers(lab_host) == []
+    # The run's own kernel and its reaper directory are gone too; `install`'s kernel is untouched.
+    assert "smoke" not in lab_host.run("ls /var/lib/xen-test-vm").stdout
+    assert "xen-test-vm." not in lab_host.run("ls /tmp").stdout
     print(f"\nsmoke matrix on the lab: {seconds:.1f} s ({len(report['scenarios'])} scenarios)")
 
 
