@@ -77,6 +77,10 @@ class Dom0Script:
     def wait(self, label: object, path: str, value: str | bytes | None, timeout_ms: int) -> None:
         self.add(label, f"wait {path} {hex_value(value)} {timeout_ms}")
 
+    def send(self, label: object, path: str, value: str | bytes, timeout_ms: int) -> None:
+        """Write value, then wait (on a watch) until the key is empty again: an acknowledgement."""
+        self.add(label, f"send {path} {hex_value(value)} {timeout_ms}")
+
     def lines(self, label: object, log: str, line: str, count: int, timeout_ms: int) -> None:
         self.add(label, f"lines {log} {hex_value(line)} {count} {timeout_ms}")
 
@@ -101,6 +105,16 @@ def decode_read(answer: str) -> str | None:
     if answer == "error ENOENT":
         return MISSING
     raise LabError(f"xenstore read failed: {answer}")
+
+
+def wait_failure(answer: str) -> str:
+    """Why a `wait` answer is not "ok ...": the value found instead, for assertion messages."""
+    if answer.startswith("ok"):
+        return ""
+    kind, _, rest = answer.partition(" ")
+    if kind == "timeout":
+        return "key missing" if rest == "-" else f"found {bytes.fromhex(rest).decode('latin-1')!r}"
+    return answer
 
 
 def domids(host: LabHost, names: list[str]) -> dict[str, int]:

@@ -33,8 +33,7 @@ def make_testing_writable(script: Dom0Script, label: object, domid: int) -> None
 def send_message(script: Dom0Script, label: object, domid: int, message: str | bytes) -> None:
     """Write a message and wait for its acknowledgement (the key becomes empty again)."""
     path = f"/local/domain/{domid}/control/testing"
-    script.write((label, "testing-write"), path, message)
-    script.wait((label, "testing-acked"), path, "", ACK_TIMEOUT_MS)
+    script.send((label, "testing-acked"), path, message, ACK_TIMEOUT_MS)
 
 
 def guest_config(name: str, kernel: str, memory_mib: int = 16) -> str:
