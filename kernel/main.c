@@ -29,6 +29,7 @@
 #define STATUS_DIR "data/test-vm/"
 #define DEFAULT_HEARTBEAT_SECONDS 1
 #define MAX_HEARTBEAT_SECONDS 86400
+#define MAX_STATUS_KEYS 8
 
 static const char *const feature_keys[] = {
     "control/feature-poweroff",
@@ -52,23 +53,30 @@ static struct {
     uint64_t ticks;
     uint64_t resumes;              /* counts across resumes on purpose */
     bool feature_refusal_logged[3]; /* "logged once" across resumes on purpose */
+    const char *status_refused[MAX_STATUS_KEYS]; /* status key names (literals) logged once */
+    size_t status_refusals_logged;
 } kernel;
 
-static void write_key(const char *path, const char *data, size_t len)
-{
-    int err = xenstore_write(path, data, len);
-    if (err)
-        console_printf("write %s refused: %s", path, xenstore_error_name(err));
-}
-
+/* A status key the toolstack made read-only would otherwise be reported on every event. */
 static void write_status(const char *name, const char *data, size_t len)
 {
     char path[64];
     struct kbuf b;
+    size_t i;
 
     kbuf_init(&b, path, sizeof(path));
     kbuf_printf(&b, STATUS_DIR "%s", name);
-    write_key(path, data, len);
+    int err = xenstore_write(path, data, len);
+    if (!err)
+        return;
+    for (i = 0; i < kernel.status_refusals_logged; i++)
+        if (kernel.status_refused[i] == name)
+            return;
+    console_printf("write %s refused: %s; ignored", path, xenstore_error_name(err));
+    if (i < MAX_STATUS_KEYS) {
+        kernel.status_refused[i] = name;
+        kernel.status_refusals_logged++;
+    }
 }
 
 static void write_status_u64(const char *name, uint64_t number)
@@ -352,6 +360,7 @@ static void boot_init(void)
     kernel.resumes = 0;
     for (size_t i = 0; i < sizeof(kernel.feature_refusal_logged); i++)
         kernel.feature_refusal_logged[i] = false;
+    kernel.status_refusals_logged = 0;
 }
 
 void kernel_main(void)

@@ -1,7 +1,8 @@
 """Fixtures for kernel tests. Build once, boot guests on the session's lab, always clean up.
 
 - `kernel_image` (session): `make -C kernel O=<tmp> image`, the path of test-vm.xen.gz.
-- `lab_kernel` (session): that image copied into the lab's dom0 (needs `lab_host`).
+- `lab_kernel` (session): that image copied into the lab's dom0 (needs `lab_host`), plus the
+  xtv-xs tool (kernel/tests/dom0) the waits use.
 - `make_guest` (function): a factory; `make_guest("prefix", memory_mib=16, cmdline="")` runs
   `xl create` and waits until data/test-vm/state is `ready` (`wait_ready=False`: do not wait;
   `paused=True`: `xl create -p`, the test unpauses). Every guest it made is destroyed
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from xen_test_lab.dom0_xs import install_tool
 from xen_test_lab.lab import LabHost
 
 from tests.kernel.guests import DEFAULT_MEMORY_MIB, Guest, create_guest, install_kernel
@@ -65,7 +67,8 @@ def kernel_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def lab_kernel(lab_host: LabHost, kernel_image: Path) -> str:
-    """The kernel's path inside the lab's dom0."""
+    """The kernel's path inside the lab's dom0 (xtv-xs, which guests.py waits with, too)."""
+    install_tool(lab_host)
     return install_kernel(lab_host, kernel_image)
 
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xen_test_lab.dom0_xs import REMOTE_TOOL
 from xen_test_lab.lab import LabHost
 
 REMOTE_DIR = "/root/xen-test-vm-tests"
@@ -21,6 +22,9 @@ REMOTE_KERNEL = f"{REMOTE_DIR}/test-vm.xen.gz"
 # Under QEMU TCG an `xl create` takes about a second; the kernel is ready a few ms later.
 READY_TIMEOUT = 60.0
 DEFAULT_MEMORY_MIB = 16
+# xtv-xs (kernel/tests/dom0, installed by the `lab_kernel` fixture): watch-based waits in dom0.
+DOM0_TOOL = REMOTE_TOOL
+WAIT_ROUND_MS = 2000
 
 _names = itertools.count(1)
 
@@ -97,15 +101,20 @@ class Guest:
         return {m.group(1): m.group(2) for m in pairs if m}
 
     def wait_for_key(self, key: str, value: str, timeout: float = READY_TIMEOUT) -> None:
-        """Wait until home/key holds exactly `value` (looked up by name: survives new domids)."""
+        """Wait until home/key holds exactly `value`.
+
+        xtv-xs waits on a xenstore watch; it is restarted with a fresh domid every couple of
+        seconds, because reboot and restore move the guest to a new domain while we wait.
+        """
+        rounds = max(1, int(timeout / WAIT_ROUND_MS * 1000))
         script = (
-            f"end=$(( $(date +%s) + {int(timeout) + 1} )); "
-            f"while [ $(date +%s) -lt $end ]; do "
+            f"for i in $(seq {rounds}); do "
             f"d=$(xl domid {shlex.quote(self.name)} 2>/dev/null) && "
-            f'[ "$(xenstore-read /local/domain/$d/{key} 2>/dev/null)" = {shlex.quote(value)} ] '
-            f"&& exit 0; usleep 20000; done; exit 1"
+            f'echo "wait /local/domain/$d/{key} {value.encode().hex()} {WAIT_ROUND_MS}" '
+            f"| {DOM0_TOOL} | grep -q '^ok' && exit 0; "
+            '[ -n "$d" ] || usleep 200000; done; exit 1'
         )
-        result = self.host.run(script, check=False, timeout=timeout + 30)
+        result = self.host.run(script, check=False, timeout=timeout + 60)
         if result.returncode != 0:
             raise AssertionError(
                 f"{self.name}: {key} never became {value!r} within {timeout:.0f} s "

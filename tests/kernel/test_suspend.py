@@ -14,7 +14,7 @@ import pytest
 from xen_test_lab.lab import LabHost
 
 from tests.kernel.conftest import GuestFactory
-from tests.kernel.guests import Guest
+from tests.kernel.guests import DOM0_TOOL, Guest
 
 pytestmark = pytest.mark.lab
 
@@ -119,30 +119,26 @@ def test_twenty_suspend_cycles_in_a_row(lab_host: LabHost, make_guest: GuestFact
     guest = make_guest("cycles", memory_mib=MEMORY_MIB)
     name = shlex.quote(guest.name)
     path = _save_file(guest)
-    script = f"""
-    set -e
-    wait_resumes() {{
-        for i in $(seq 500); do
-            d=$(xl domid {name})
-            [ "$(xenstore-read /local/domain/$d/data/test-vm/resumes)" = "$1" ] &&
-                [ "$(xenstore-read /local/domain/$d/data/test-vm/state)" = ready ] && return 0
-            usleep 20000
-        done
-        echo "cycle $1: timed out; resumes=$(xenstore-read /local/domain/$d/data/test-vm/resumes)"
-        return 1
-    }}
-    for cycle in $(seq {CYCLES}); do
-        if [ $((cycle % 2)) = 1 ]; then
-            xl save {name} {path} >/dev/null 2>&1
-            xl restore {path} >/dev/null 2>&1
-        else
-            xl save -c {name} {path} >/dev/null 2>&1
-        fi
-        rm -f {path}
-        wait_resumes $cycle
-        echo "cycle $cycle domid $(xl domid {name})"
-    done
-    """
+    ready_hex = b"ready".hex()
+    steps = ["set -e"]
+    for cycle in range(1, CYCLES + 1):
+        if cycle % 2:
+            steps.append(f"xl save {name} {path} >/dev/null 2>&1")
+            steps.append(f"xl restore {path} >/dev/null 2>&1")
+        else:
+            steps.append(f"xl save -c {name} {path} >/dev/null 2>&1")
+        steps += [
+            f"rm -f {path}",
+            f"d=$(xl domid {name})",
+            # Both waits are watch-based (xtv-xs), so a cycle costs what xl costs.
+            f'printf "wait /local/domain/$d/data/test-vm/resumes {str(cycle).encode().hex()} '
+            f'60000\\nwait /local/domain/$d/data/test-vm/state {ready_hex} 60000\\n" '
+            f"| {DOM0_TOOL} > /tmp/cycle.out",
+            f'grep -c "^ok" /tmp/cycle.out | grep -qx 2 || {{ echo "cycle {cycle}: $(cat '
+            f'/tmp/cycle.out)"; exit 1; }}',
+            f'echo "cycle {cycle} domid $d"',
+        ]
+    script = "\n".join(steps)
     result = lab_host.run(script, check=False, timeout=900)
     lab_host.run(f"rm -f {path}", check=False)
     assert result.returncode == 0, result.stdout + result.stderr + guest.console()[-3000:]
