@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from xen_test_lab.dom0_xs import Dom0Script, domids, install_tool, wait_failure
+from xen_test_lab.dom0_xs import Dom0Script, decode_read, domids, install_tool, wait_failure
 from xen_test_lab.lab import LabHost
 
 from tests.kernel.host_driver import as_bytes, build_host_tools, run_driver
 from tests.kernel.protocol_cases import BOGUS, armed_json
 from tests.kernel.testing_lab import (
+    console_log,
     console_logs,
     create_guests,
     destroy_guests,
@@ -35,6 +36,9 @@ pytestmark = pytest.mark.lab
 
 ARMED = armed_json("none", "ignore")
 AFTER = armed_json("obeyed", "ignore")  # the valid message sent after all the bad ones
+REFUSED = armed_json("refused-ack", "ignore")
+REFUSED_LINE = "write control/testing refused: EACCES"
+NOW_IGNORE = '{"when":"now","action":"ignore"}'
 RANDOM_COUNT = 300
 # xenstore carries at most 4096 payload bytes for a write: the path, a NUL, then the value.
 XENSTORE_PAYLOAD_MAX = 4096
@@ -131,6 +135,17 @@ def bad_input(lab_host: LabHost, lab_kernel: str) -> Iterator[BadInputRun]:
         script.wait("after-armed", f"{home}/data/test-vm/armed", AFTER, 30_000)
         script.write("fire", f"{home}/control/shutdown", "s3")
         script.wait("fired", f"{home}/control/shutdown", "obeyed", 60_000)
+        # PROTOCOL.md section 6: a control/testing that dom0 created without giving the guest
+        # write access. The kernel still obeys the message, logs the refused acknowledgement,
+        # and does not act on it again when the permission change fires the watch.
+        testing = f"{home}/control/testing"
+        script.add("refused-rm", f"rm {testing}")
+        script.write("refused-write", testing, REFUSED)
+        script.wait("refused-armed", f"{home}/data/test-vm/armed", REFUSED, 30_000)
+        script.lines("refused-line", console_log(name), REFUSED_LINE, 1, 30_000)
+        script.read("refused-left", testing)
+        script.chmod("refused-chmod", testing, "n0", f"b{domid}")
+        send_message(script, "refused-then", domid, NOW_IGNORE)
         answers = script.run(lab_host, timeout=1800)
         flags = xl_states(lab_host, [name]).get(name, ("gone", "?"))[0]
         yield BadInputRun(
@@ -194,3 +209,18 @@ def test_valid_message_still_works_afterwards(bad_input: BadInputRun) -> None:
     assert f"armed instruction fires: {AFTER}" in bad_input.console
     assert "c" not in bad_input.domain_flags and "s" not in bad_input.domain_flags
     assert json.loads(AFTER)["ack"] == "obeyed"
+
+
+def test_unwritable_testing_key_is_obeyed_once_and_logged(bad_input: BadInputRun) -> None:
+    """PROTOCOL.md section 6: the kernel logs a refused write and carries on."""
+    answers = bad_input.answers
+    assert answers["refused-write"] == "ok"
+    assert answers["refused-armed"].startswith("ok"), wait_failure(answers["refused-armed"])
+    assert answers["refused-line"].startswith("ok"), f"no {REFUSED_LINE!r} on the console"
+    # Not acknowledged: the message is still there ...
+    assert decode_read(answers["refused-left"]) == REFUSED
+    # ... and it was acted on once, although the permission change fired the watch again.
+    assert answers["refused-chmod"] == "ok"
+    assert bad_input.console.count(f"armed: {REFUSED}") == 1
+    # Once writable, the next message is acknowledged as usual.
+    assert answers[("refused-then", "testing-acked")].startswith("ok")
