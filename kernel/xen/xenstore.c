@@ -196,6 +196,10 @@ static int send_message(size_t len, uint64_t deadline)
         uint32_t cons = READ_ONCE(ring->req_cons);
         uint32_t prod = ring->req_prod;
         mb();
+        if (prod - cons > XENSTORE_RING_SIZE) {
+            console_printf("xenstore: request ring indices corrupt (%u, %u)", prod, cons);
+            return XSW_EIO;
+        }
         uint32_t room = XENSTORE_RING_SIZE - (prod - cons);
         if (room == 0) {
             if (!wait_for_store(deadline))

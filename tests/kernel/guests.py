@@ -167,10 +167,17 @@ class Guest:
             time.sleep(0.2)
 
     def destroy(self) -> None:
-        """Destroy the domain if it still exists (teardown; never fails)."""
-        if not self.destroyed:
-            self.host.run(f"xl destroy {shlex.quote(self.name)}", check=False)
-            self.destroyed = True
+        """Destroy the domain if it still exists (teardown; never fails, tries twice)."""
+        if self.destroyed:
+            return
+        for _ in range(2):
+            try:
+                self.host.run(f"xl destroy {shlex.quote(self.name)}", check=False)
+                if not self.exists():
+                    break
+            except Exception:  # a flaky SSH connection must not abort the teardown
+                continue
+        self.destroyed = True
 
 
 def install_kernel(host: LabHost, image: Path) -> str:
@@ -199,8 +206,13 @@ def create_guest(
         f"cat > {config_path}",
         input=xl_config(name, kernel=kernel, memory_mib=memory_mib, cmdline=cmdline),
     )
-    host.run(f"xl create -q {'-p ' if paused else ''}{config_path}")
     guest = Guest(host, name, config_path)
+    try:
+        host.run(f"xl create -q {'-p ' if paused else ''}{config_path}")
+    except BaseException:
+        # A failed create can still leave a domain behind: never orphan it.
+        guest.destroy()
+        raise
     if wait_ready and not paused:
         try:
             guest.wait_ready()
