@@ -60,3 +60,7 @@ class GuestTimeout(ClientError):
 
 class XenstoreError(ClientError):
     """A xenstore request failed."""
+
+
+class XenstoreLost(XenstoreError):
+    """The connection to xenstored died; the next request reconnects."""

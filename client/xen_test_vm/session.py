@@ -80,11 +80,8 @@ class Session:
         """xenstored, through a forwarded socket (opened on first use)."""
         with self._lock:
             if self._xs is None:
-                self._xs = Xenstore(self.host.unix_socket(XENSTORED_SOCKET))
-            elif not self._xs.alive:
-                # The connection (and its forward) died: reconnect once it is back.
-                self._xs.close()
-                self._xs = Xenstore(self.host.unix_socket(XENSTORED_SOCKET, refresh=True))
+                host = self.host
+                self._xs = Xenstore(lambda refresh: host.unix_socket(XENSTORED_SOCKET, refresh))
             return self._xs
 
     def guest(self, vm: Vm) -> Guest:

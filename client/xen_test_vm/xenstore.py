@@ -8,19 +8,26 @@ import copy
 import errno
 import itertools
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import pyxs
-from pyxs._internal import NUL, Op, Packet, next_rq_id
+from pyxs._internal import NUL, Event, Op, Packet
 
-from .errors import ConnectionLost, GuestTimeout, XenstoreError
+from .errors import GuestTimeout, XenstoreError, XenstoreLost
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = 30.0
 _tokens = itertools.count()
+# pyxs's own request-id counter is not thread-safe; next() on a count is.
+_rq_ids = itertools.count(1)
+
+
+def _next_rq_id() -> int:
+    return next(_rq_ids) % 0xFFFFFFFF + 1
 
 
 class _Reply:
@@ -44,38 +51,69 @@ class _Reply:
         if not self._ready.wait(self._timeout):
             raise XenstoreError(f"xenstored did not answer within {self._timeout:.0f} s")
         if self._failure is not None:
-            raise ConnectionLost(f"xenstore connection lost: {self._failure}")
+            raise XenstoreLost(f"xenstore connection lost: {self._failure}")
         return self._packet
 
 
 class _Router(pyxs.Router):  # type: ignore[misc]
-    """pyxs's router, but a dead connection fails pending requests and wakes watchers."""
+    """pyxs's router, hardened for a connection shared by threads and forwarded over SSH.
+
+    - each packet leaves in one write (header and payload together);
+    - a dead connection fails pending requests and wakes every watcher;
+    - an answer nobody waits for is counted and dropped instead of killing the router.
+    """
 
     def __init__(self, connection: Any, timeout: float) -> None:
         super().__init__(connection)
         self.timeout = timeout
         self.lost: str | None = None
+        self.strays = 0
 
     def send(self, packet: Any) -> _Reply:
+        wire = (
+            Packet._struct.pack(packet.op, packet.rq_id, packet.tx_id, packet.size) + packet.payload
+        )
         with self.send_lock:
             if self.lost is not None:
-                raise ConnectionLost(f"xenstore connection lost: {self.lost}")
+                raise XenstoreLost(f"xenstore connection lost: {self.lost}")
             reply = _Reply(self.timeout)
             self.rvars[packet.rq_id] = reply
             try:
-                self.connection.send(packet)
-            except pyxs.PyXSError as exc:
-                raise ConnectionLost(f"xenstore connection lost: {exc}") from None
+                self.connection.transport.send(wire)
+            except (OSError, AttributeError) as exc:
+                self.rvars.pop(packet.rq_id, None)
+                raise XenstoreLost(f"xenstore connection lost: {exc}") from None
             return reply
+
+    def _dispatch(self, packet: Any) -> None:
+        if packet.op == Op.WATCH_EVENT:
+            parts = packet.payload.split(NUL)
+            if len(parts) >= 3:
+                event = Event(parts[0], parts[1])
+                for monitor in list(self.monitors[event.token]):
+                    monitor.events.put(event)
+            return
+        reply = self.rvars.pop(packet.rq_id, None)
+        if reply is None:
+            self.strays += 1
+        else:
+            reply.set(packet)
 
     def __call__(self) -> None:
         reason = "closed"
         try:
-            super().__call__()
+            while True:
+                ready, _, _ = select.select([self.connection, self.r_terminator], [], [])
+                if self.r_terminator in ready:
+                    break
+                self._dispatch(self.connection.recv())
         except Exception as exc:  # the router thread must never die silently
             reason = str(exc) or type(exc).__name__
         finally:
             self.lost = reason
+            self.connection.close()
+            self.r_terminator.close()
+            self.w_terminator.close()
             for reply in list(self.rvars.values()):
                 reply.fail(reason)
             self.rvars.clear()
@@ -88,7 +126,7 @@ class _Client(pyxs.Client):  # type: ignore[misc]
     """pyxs's client without its 7-bit check: testers must be able to send non-ASCII bytes."""
 
     def execute_command(self, op: int, *args: bytes, **kwargs: Any) -> bytes:
-        kwargs.update(tx_id=self.tx_id, rq_id=next_rq_id())
+        kwargs.update(tx_id=self.tx_id, rq_id=_next_rq_id())
         packet = self.router.send(Packet(op, b"".join(args), **kwargs)).get()
         if packet.op == Op.ERROR:
             raise pyxs.helpers.error(packet.payload[:-1])
@@ -125,28 +163,48 @@ class Watch:
         except queue.Empty:
             return None
         if event is None:
-            raise ConnectionLost("xenstore connection lost while waiting")
+            raise XenstoreLost("xenstore connection lost while waiting")
         return str(event.path.decode(errors="replace"))
 
     def close(self) -> None:
-        with contextlib.suppress(pyxs.PyXSError, ConnectionLost, XenstoreError):
+        with contextlib.suppress(pyxs.PyXSError, XenstoreError):
             self._monitor.close()
 
 
 class Xenstore:
-    """A connection to xenstored (a local socket, or one forwarded over SSH)."""
+    """A connection to xenstored (a local socket, or one forwarded over SSH).
 
-    def __init__(self, socket_path: str, timeout: float = REQUEST_TIMEOUT) -> None:
-        self._router = _Router(pyxs.connection.UnixSocketConnection(socket_path), timeout)
-        self._client = _Client(router=self._router)
+    `socket_path(refresh)` gives the socket to connect to; when the connection dies, requests in
+    flight fail with XenstoreLost and the next request reconnects (refresh=True).
+    """
+
+    def __init__(
+        self, socket_path: Callable[[bool], str], timeout: float = REQUEST_TIMEOUT
+    ) -> None:
+        self._socket_path = socket_path
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._router, self._client = self._connect(socket_path(False))
+
+    def _connect(self, path: str) -> tuple[_Router, _Client]:
+        router = _Router(pyxs.connection.UnixSocketConnection(path), self._timeout)
+        client = _Client(router=router)
         try:
-            self._client.connect()
+            client.connect()
         except pyxs.PyXSError as exc:
             raise XenstoreError(f"cannot connect to xenstored: {exc}") from None
+        return router, client
+
+    @property
+    def _live(self) -> _Client:
+        with self._lock:
+            if self._router.lost is not None:
+                self._router, self._client = self._connect(self._socket_path(True))
+            return self._client
 
     @property
     def alive(self) -> bool:
-        """False once the connection to xenstored is gone."""
+        """False once the current connection to xenstored is gone."""
         return self._router.lost is None
 
     def close(self) -> None:
@@ -173,7 +231,7 @@ class Xenstore:
     def read_bytes(self, path: str) -> bytes | None:
         """The raw value at path, or None if the node does not exist."""
         try:
-            value: bytes = self._client.read(_b(path))
+            value: bytes = self._live.read(_b(path))
         except pyxs.PyXSError as exc:
             if exc.args and exc.args[0] == errno.ENOENT:
                 return None
@@ -183,7 +241,7 @@ class Xenstore:
     def list(self, path: str) -> builtins.list[str]:
         """Children of path ([] if it does not exist)."""
         try:
-            return [c.decode(errors="replace") for c in self._client.list(_b(path))]
+            return [c.decode(errors="replace") for c in self._live.list(_b(path))]
         except pyxs.PyXSError as exc:
             if exc.args and exc.args[0] == errno.ENOENT:
                 return []
@@ -192,17 +250,17 @@ class Xenstore:
     def get_perms(self, path: str) -> builtins.list[str]:
         """The node's permission list, e.g. ['n0', 'b5']."""
         return self._call(
-            f"get-perms {path}", lambda: [p.decode() for p in self._client.get_perms(_b(path))]
+            f"get-perms {path}", lambda: [p.decode() for p in self._live.get_perms(_b(path))]
         )
 
     def write(self, path: str, value: str | bytes, perms: Iterable[str] | None = None) -> None:
         """Write value; perms are set in the same transaction, so no watcher sees others."""
         if perms is None:
-            self._call(f"write {path}", lambda: self._client.write(_b(path), _b(value)))
+            self._call(f"write {path}", lambda: self._live.write(_b(path), _b(value)))
             return
         perm_list = [_b(p) for p in perms]
         for _ in range(20):
-            tx = copy.copy(self._client)  # own transaction id, shared router
+            tx = copy.copy(self._live)  # own transaction id, shared router
             self._call("transaction start", tx.transaction)
             try:
                 tx.write(_b(path), _b(value))
@@ -217,14 +275,14 @@ class Xenstore:
     def remove(self, path: str) -> None:
         """Delete a node (and children); a missing node is fine."""
         try:
-            self._client.delete(_b(path))
+            self._live.delete(_b(path))
         except pyxs.PyXSError as exc:
             if not (exc.args and exc.args[0] == errno.ENOENT):
                 raise XenstoreError(f"xenstore rm {path}: {exc}") from None
 
     def watch(self, paths: Sequence[str]) -> Watch:
         """Watch paths (a watch fires once when registered, and may fire spuriously)."""
-        return Watch(self._client, paths)
+        return Watch(self._live, paths)
 
     def wait_for(
         self,
