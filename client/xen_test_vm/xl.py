@@ -77,7 +77,9 @@ def classify_xl_failure(operation: str, error: RemoteCommandError) -> ToolstackE
         code = "XL_FAILED"
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     detail = next((ln for ln in lines if "acknowledge" in ln), lines[-1] if lines else "")
-    return ToolstackError(code, f"xl {operation}: {detail}")
+    status = error.returncode
+    how = f"killed by signal {status - 128}" if status > 128 else f"exit {status}"
+    return ToolstackError(code, f"xl {operation} ({how}): {detail}")
 
 
 class XlToolstack(Toolstack):
