@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protocol
@@ -312,8 +312,3 @@ def _cleanup(ctx: Context) -> list[str]:
         except (ClientError, OSError):
             remaining.append(test_vm.vm.name)
     return remaining
-
-
-def with_background(scenario: Scenario) -> Scenario:
-    """Mark a scenario to run alongside the others."""
-    return replace(scenario, background=True)
