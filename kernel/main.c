@@ -31,7 +31,8 @@
 #define MAX_HEARTBEAT_SECONDS 86400
 #define MAX_STATUS_KEYS 8
 
-static const char *const feature_keys[] = {
+#define FEATURE_KEYS 3
+static const char *const feature_keys[FEATURE_KEYS] = {
     "control/feature-poweroff",
     "control/feature-reboot",
     "control/feature-suspend",
@@ -43,16 +44,17 @@ static struct proto_effects effects;
 static char key_value[PROTO_VALUE_MAX + 1];
 
 /*
- * Everything the kernel remembers between events. boot_init() sets all of it; resume_init()
- * says what a resume changes, so no field survives a resume by accident.
+ * Everything the kernel remembers between events. boot_init() sets all of it;
+ * suspend_domain() updates what a resume changes (domid, next tick), and the fields marked
+ * below survive a resume on purpose.
  */
 static struct {
     long domid;                    /* -1 until read from xenstore */
     uint64_t heartbeat_ns;         /* 0: no heartbeat */
     uint64_t next_tick_ns;
-    uint64_t ticks;
+    uint64_t ticks;                /* keeps counting across resumes on purpose */
     uint64_t resumes;              /* counts across resumes on purpose */
-    bool feature_refusal_logged[3]; /* "logged once" across resumes on purpose */
+    bool feature_refusal_logged[FEATURE_KEYS]; /* "logged once" across resumes on purpose */
     const char *status_refused[MAX_STATUS_KEYS]; /* status key names (literals) logged once */
     size_t status_refusals_logged;
 } kernel;
@@ -178,7 +180,7 @@ static void fault_on_request(void)
 
 static void advertise_features(void)
 {
-    for (size_t i = 0; i < sizeof(feature_keys) / sizeof(feature_keys[0]); i++) {
+    for (size_t i = 0; i < FEATURE_KEYS; i++) {
         int err = xenstore_write_string(feature_keys[i], "1");
         if (err && !kernel.feature_refusal_logged[i]) {
             console_printf("write %s refused: %s; ignored", feature_keys[i],
@@ -358,7 +360,7 @@ static void boot_init(void)
     kernel.domid = -1;
     kernel.ticks = 0;
     kernel.resumes = 0;
-    for (size_t i = 0; i < sizeof(kernel.feature_refusal_logged); i++)
+    for (size_t i = 0; i < FEATURE_KEYS; i++)
         kernel.feature_refusal_logged[i] = false;
     kernel.status_refusals_logged = 0;
 }
