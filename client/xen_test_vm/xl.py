@@ -76,9 +76,12 @@ def classify_xl_failure(operation: str, error: RemoteCommandError) -> ToolstackE
     else:
         code = "XL_FAILED"
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    detail = next((ln for ln in lines if "acknowledge" in ln), lines[-1] if lines else "")
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    detail = next((ln for ln in lines if "acknowledge" in ln), None) or " | ".join(
+        errors[:3] or lines[-1:]
+    )
     status = error.returncode
-    how = f"killed by signal {status - 128}" if status > 128 else f"exit {status}"
+    how = f"killed by signal {status - 128}" if 128 < status < 160 else f"exit {status}"
     return ToolstackError(code, f"xl {operation} ({how}): {detail}")
 
 
