@@ -26,8 +26,10 @@ def test_destinations_that_ssh_could_misread_are_refused(bad: str) -> None:
 
 
 def test_host_keys_are_verified_unless_explicitly_accepting_new_ones(tmp_path: Path) -> None:
-    strict = SSHHost("xen1").ssh_argv()
-    lenient = SSHHost("xen1", accept_new_host_key=True).ssh_argv()
+    hosts = [SSHHost("xen1"), SSHHost("xen1", accept_new_host_key=True)]
+    strict, lenient = (h.ssh_argv() for h in hosts)
+    for host in hosts:
+        host.close()
     assert "StrictHostKeyChecking=yes" in strict
     assert "StrictHostKeyChecking=accept-new" in lenient
     assert not any("StrictHostKeyChecking=no" in a for a in strict + lenient)
