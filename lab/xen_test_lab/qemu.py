@@ -159,7 +159,9 @@ def start(
     qemu = require_qemu()
     console_log = run_dir / "console.log"
     console_log.unlink(missing_ok=True)
-    cpu = "host" if accel == "kvm" else "max"
+    # Without FSGSBASE: under TCG, dom0 processes now and then lost their FS base (TLS reads
+    # through %fs faulted in busybox, xl and sshd); Xen then saves segment bases through MSRs.
+    cpu = "host" if accel == "kvm" else "max,-fsgsbase"
     args = [
         qemu, "-nodefaults", "-display", "none", "-no-reboot",
         "-accel", accel, "-cpu", cpu, "-m", str(memory_mib), "-smp", "2",
