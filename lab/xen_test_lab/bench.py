@@ -24,6 +24,18 @@ SECTIONS = ("xen_test_lab.bench_kernel", "xen_test_lab.bench_testing")
 Report = dict[str, Any]
 
 
+def latency_summary(microseconds: list[int]) -> Report:
+    """Median, p90, min and max in milliseconds of latency samples given in microseconds."""
+    values = sorted(us / 1000 for us in microseconds)
+    return {
+        "samples": len(values),
+        "median_ms": round(statistics.median(values), 3),
+        "p90_ms": round(values[int(0.9 * (len(values) - 1))], 3),
+        "min_ms": round(values[0], 3),
+        "max_ms": round(values[-1], 3),
+    }
+
+
 def _machine() -> Report:
     return {
         "cpus": os.cpu_count(),

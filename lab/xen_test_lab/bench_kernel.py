@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .bench import latency_summary
 from .dom0_xs import REPO_ROOT, Dom0Script, install_tool
 from .errors import LabError
 from .lab import LabHost
@@ -40,17 +41,6 @@ SAVE_RESTORE_CYCLES = 3
 REMOTE_DIR = "/root/xen-test-vm-bench"
 READY_TIMEOUT_MS = 120_000
 REPO_KERNEL = REPO_ROOT / "kernel"
-
-
-def _ms(microseconds: list[int]) -> Report:
-    values = sorted(us / 1000 for us in microseconds)
-    return {
-        "samples": len(values),
-        "median_ms": round(statistics.median(values), 3),
-        "p90_ms": round(values[int(0.9 * (len(values) - 1))], 3),
-        "min_ms": round(values[0], 3),
-        "max_ms": round(values[-1], 3),
-    }
 
 
 def _timed(host: LabHost, script: str, timeout: float = 300.0) -> tuple[float, str]:
@@ -143,13 +133,13 @@ def _measure_guest(guest: _Guest, ack_key: str, ack_value: str, result: Report) 
         result["create_to_ready_seconds"] = created
         result["create_to_ready_overhead_seconds"] = overhead
         result["ack_key"] = ack_key
-        result["ack"] = _ms(guest.acktimes(ack_key, ack_value, ACK_ROUNDS))
+        result["ack"] = latency_summary(guest.acktimes(ack_key, ack_value, ACK_ROUNDS))
         cycles: list[float] = []
         result["save_restore_seconds"] = cycles
         for _ in range(SAVE_RESTORE_CYCLES):
             cycles.append(guest.save_restore())
         result["save_restore_median_seconds"] = statistics.median(cycles)
-        result["poweroff_ack"] = _ms(guest.acktimes("control/shutdown", "poweroff", 1))
+        result["poweroff_ack"] = latency_summary(guest.acktimes("control/shutdown", "poweroff", 1))
     except LabError as exc:
         result["error"] = str(exc)
     finally:

@@ -9,10 +9,10 @@ writable by the guest first (PROTOCOL.md section 6).
 from __future__ import annotations
 
 import shlex
-import statistics
 from pathlib import Path
 from typing import Any
 
+from .bench import latency_summary
 from .dom0_xs import Dom0Script, domids, install_tool
 from .errors import LabError
 from .lab import LabHost
@@ -22,17 +22,6 @@ MESSAGE = '{"when":"now","action":"ignore"}'
 REMOTE_DIR = "/root/xen-test-vm-bench"
 GUEST = "bench-testing"
 TIMEOUT_MS = 120_000
-
-
-def _summary(microseconds: list[int]) -> dict[str, Any]:
-    values = sorted(us / 1000 for us in microseconds)
-    return {
-        "samples": len(values),
-        "median_ms": round(statistics.median(values), 3),
-        "p90_ms": round(values[int(0.9 * (len(values) - 1))], 3),
-        "min_ms": round(values[0], 3),
-        "max_ms": round(values[-1], 3),
-    }
 
 
 def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
@@ -59,7 +48,7 @@ def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
         times = answers["ack"].split()
         if times[0] != "acktime" or "timeout" in times:
             raise LabError(f"control/testing was not acknowledged: {answers['ack']}")
-        result.update(_summary([int(us) for us in times[1:]]))
+        result.update(latency_summary([int(us) for us in times[1:]]))
         result["tool"] = tool
     except LabError as exc:
         result["error"] = str(exc)
