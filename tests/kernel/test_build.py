@@ -119,32 +119,14 @@ def test_image_size_stays_small(kernel_image: Path) -> None:
 
 
 def test_linker_assertion_rejects_an_oversized_kernel(tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["make", "-s", "-C", str(KERNEL_DIR), f"O={tmp_path}", "KERNEL_MAX_SIZE=0x1000", "image"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = build_tree(KERNEL_DIR, tmp_path, "KERNEL_MAX_SIZE=0x1000")
     assert result.returncode != 0
     assert "kernel larger than KERNEL_MAX_SIZE" in result.stderr
     assert not (tmp_path / "test-vm.xen.gz").exists()
 
 
 def test_build_without_xen_headers_fails_with_a_clear_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            "make",
-            "-s",
-            "-C",
-            str(KERNEL_DIR),
-            f"O={tmp_path}",
-            f"XEN_INCLUDE={tmp_path / 'missing'}",
-            "image",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = build_tree(KERNEL_DIR, tmp_path, f"XEN_INCLUDE={tmp_path / 'missing'}")
     assert result.returncode != 0
     assert "no Xen public headers" in result.stderr
     assert "libxen-dev" in result.stderr
@@ -154,19 +136,6 @@ def test_build_without_xen_headers_fails_with_a_clear_error(tmp_path: Path) -> N
 def test_legacy_interface_version_is_refused(tmp_path: Path, interface: str) -> None:
     """Without an explicit modern __XEN_INTERFACE_VERSION__ the headers would silently pick
     the legacy hypercall numbers; the build must not produce such a kernel."""
-    result = subprocess.run(
-        [
-            "make",
-            "-s",
-            "-C",
-            str(KERNEL_DIR),
-            f"O={tmp_path}",
-            f"XEN_INTERFACE_VERSION={interface}",
-            "image",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = build_tree(KERNEL_DIR, tmp_path, f"XEN_INTERFACE_VERSION={interface}")
     assert result.returncode != 0
     assert "interface version" in result.stderr
