@@ -322,20 +322,27 @@ def clean_shutdown(ctx: Context) -> str:
     return detail
 
 
-def clean_shutdown_no_ack(ctx: Context) -> str:
-    tv = _fresh(ctx, "shutdown-no-ack")
+def _refused_without_ack(ctx: Context, name: str, request: str) -> str:
+    """Arm `ack: none`, ask the toolstack for `request`: it must report its ack error."""
+    tv = _fresh(ctx, f"{request}-no-ack")
     tv.guest.instruct(Instruction("onshutdown", "ignore", "none"))
     tv.guest.wait_state("armed")
+    operation = {
+        "shutdown": ctx.session.toolstack.clean_shutdown,
+        "suspend": ctx.session.toolstack.suspend,
+    }[request]
     try:
-        ctx.session.toolstack.clean_shutdown(tv.vm)
+        operation(tv.vm)
     except ToolstackError as exc:
-        expect(exc.code == _ack_code(ctx, "shutdown"), f"wrong error: {exc}")
+        expect(exc.code == _ack_code(ctx, request), f"wrong error: {exc}")
         _alive(ctx, tv.guest)
         ctx.destroy(tv)
         return str(exc)
-    raise ScenarioFailed(
-        "the toolstack reported a clean shutdown of a guest that never acknowledged"
-    )
+    raise ScenarioFailed(f"the toolstack reported a {name} of a guest that never acknowledged")
+
+
+def clean_shutdown_no_ack(ctx: Context) -> str:
+    return _refused_without_ack(ctx, "clean shutdown", "shutdown")
 
 
 def armed_reboot_on_poweroff(ctx: Context) -> None:
@@ -420,17 +427,7 @@ def migrate(ctx: Context) -> str:
 
 
 def suspend_no_ack(ctx: Context) -> str:
-    tv = _fresh(ctx, "suspend-no-ack")
-    tv.guest.instruct(Instruction("onshutdown", "ignore", "none"))
-    tv.guest.wait_state("armed")
-    try:
-        ctx.session.toolstack.suspend(tv.vm)
-    except ToolstackError as exc:
-        expect(exc.code == _ack_code(ctx, "suspend"), f"wrong error: {exc}")
-        _alive(ctx, tv.guest)
-        ctx.destroy(tv)
-        return str(exc)
-    raise ScenarioFailed("the toolstack suspended a guest that never acknowledged")
+    return _refused_without_ack(ctx, "suspend", "suspend")
 
 
 ALL: list[Scenario] = [

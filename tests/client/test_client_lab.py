@@ -22,20 +22,17 @@ pytestmark = pytest.mark.lab
 HOSTILE_NAME = "xtvm hostile; $(touch xtvm-pwned) `touch xtvm-pwned` \"q\" 'q' \\ *\nnewline"
 
 
+def cli_argv(lab: LabHost, *args: str) -> list[str]:
+    """`xen-test-vm ARGS` aimed at the lab through its ssh_config."""
+    return [sys.executable, "-m", "xen_test_vm", *args, "--host", lab.ssh_alias,
+            "--ssh-config", str(lab.ssh_config)]  # fmt: skip
+
+
 def cli(
     lab: LabHost, *args: str, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xen_test_vm",
-            *args,
-            "--host",
-            lab.ssh_alias,
-            "--ssh-config",
-            str(lab.ssh_config),
-        ],
+        cli_argv(lab, *args),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -47,16 +44,7 @@ def popen_cli(lab: LabHost, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, XEN_TEST_VM_TRACE="1")
     # A background job inherits SIGINT ignored; a user's terminal delivers it: restore that.
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xen_test_vm",
-            *args,
-            "--host",
-            lab.ssh_alias,
-            "--ssh-config",
-            str(lab.ssh_config),
-        ],
+        cli_argv(lab, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
