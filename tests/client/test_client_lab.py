@@ -86,7 +86,12 @@ def kernel_on_path(client_kernel: Path, tmp_path: Path) -> Path:
 def test_whole_smoke_matrix_passes(lab_host: LabHost, client_kernel: Path, tmp_path: Path) -> None:
     junit = tmp_path / "smoke.xml"
     started = time.monotonic()
-    proc = cli(lab_host, "smoke", "--kernel", str(client_kernel), "--json", "--junit", str(junit))
+    # One VM-owning scenario at a time: parallel `xl create`s in the TCG lab's dom0 now and then
+    # crash xl's monitoring child (a lab emulation fault, not a client or kernel behaviour).
+    proc = cli(
+        lab_host, "smoke", "--kernel", str(client_kernel), "--jobs", "1", "--json", "--junit",
+        str(junit),
+    )  # fmt: skip
     seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     report = json.loads(proc.stdout)
