@@ -1,6 +1,6 @@
 /*
  * Boot sequence and main loop: PROTOCOL.md sections 1, 4 and 5 (the Xen side); the decisions
- * of sections 2 and 3 are made by the pure state machine in common/protocol.c, whose effects
+ * of sections 2 and 3 are made by the pure state machine in logic/protocol.c, whose effects
  * this file carries out.
  *
  * The loop sleeps in SCHEDOP_poll on the xenstore event channel with the next heartbeat as the
@@ -11,13 +11,12 @@
 
 #include "arch/hypercall.h"
 #include "build_info.h"
-#include "common/kstring.h"
-#include "common/protocol.h"
+#include "logic/kstring.h"
+#include "logic/protocol.h"
 #include "kernel.h"
 #include "lib/format.h"
 #include "xen/console.h"
 #include "xen/events.h"
-#include "xen/memory.h"
 #include "xen/shared_info.h"
 #include "xen/time.h"
 #include "xen/xenstore.h"
@@ -30,6 +29,8 @@
 #define DEFAULT_HEARTBEAT_SECONDS 1
 #define MAX_HEARTBEAT_SECONDS 86400
 #define MAX_STATUS_KEYS 8
+/* Linux retries without a limit; a bound keeps a livelocked xenstored from hanging us. */
+#define MAX_TRANSACTION_ATTEMPTS 16
 
 #define FEATURE_KEYS 3
 static const char *const feature_keys[FEATURE_KEYS] = {
@@ -38,8 +39,13 @@ static const char *const feature_keys[FEATURE_KEYS] = {
     "control/feature-suspend",
 };
 
-/* Large and reused: kept out of the 16 KiB stack. */
-static struct proto proto;
+/*
+ * Large and reused: kept out of the 16 KiB stack. The state machine decides on proto_next, a
+ * copy of proto, which replaces it once the transaction around the decision committed.
+ */
+static struct proto protos[2];
+static struct proto *proto = &protos[0];
+static struct proto *proto_next = &protos[1];
 static struct proto_effects effects;
 static char key_value[PROTO_VALUE_MAX + 1];
 
@@ -51,6 +57,7 @@ static char key_value[PROTO_VALUE_MAX + 1];
 static struct {
     long domid;                    /* -1 until read from xenstore */
     uint64_t heartbeat_ns;         /* 0: no heartbeat */
+    bool xenstore_stats;           /* xsstats=1: say what each watch event cost */
     uint64_t next_tick_ns;
     uint64_t ticks;                /* keeps counting across resumes on purpose */
     uint64_t resumes;              /* counts across resumes on purpose */
@@ -113,7 +120,7 @@ static long read_domid(void)
 /* The value of the last `name=value` word on the command line; false if there is none. */
 static bool cmdline_option(const char *name, const char **value, size_t *value_len)
 {
-    const char *cmdline = (const char *)xen_start_info->cmd_line;
+    const char *cmdline = arch->cmdline();
     size_t len = kstrnlen(cmdline, MAX_GUEST_CMDLINE);
     size_t name_len = kstrlen(name);
     bool found = false;
@@ -157,9 +164,22 @@ static uint64_t heartbeat_from_cmdline(void)
     return DEFAULT_HEARTBEAT_SECONDS * NSEC_PER_SEC;
 }
 
+/* Recurse through 512-byte frames: enough of them run off the bottom of the 16 KiB stack. */
+static __attribute__((noinline)) unsigned overflow_stack(unsigned depth)
+{
+    volatile unsigned char frame[512];
+
+    frame[0] = (unsigned char)depth;
+    frame[sizeof(frame) - 1] = frame[0];
+    if (depth == 0)
+        return frame[0];
+    return overflow_stack(depth - 1) + frame[sizeof(frame) - 1];
+}
+
 /*
- * fault=null|ud: fault on purpose once ready, so the lab can check that a CPU exception is
- * reported on the console and crashes the domain (the path a kernel bug would take).
+ * fault=null|ud|stack: fault on purpose once ready, so the lab can check that a CPU exception
+ * is reported on the console and crashes the domain (the path a kernel bug would take), and
+ * that a stack overflow hits the guard page instead of the memory below the stack.
  */
 static void fault_on_request(void)
 {
@@ -174,8 +194,13 @@ static void fault_on_request(void)
         (void)*null;
     } else if (kstreq(kind, n, "ud")) {
         __asm__ __volatile__("ud2");
+    } else if (kstreq(kind, n, "stack")) {
+        /* 36 frames of 512 bytes: 2 KiB more than the stack, all of it in the guard page. */
+        unsigned sum = overflow_stack(36);
+        console_printf("fault=stack: the overflow went unnoticed (%u)", sum);
+        return;
     }
-    console_printf("fault=%.*s: unknown kind (null, ud); carrying on", (int)n, kind);
+    console_printf("fault=%.*s: unknown kind (null, ud, stack); carrying on", (int)n, kind);
 }
 
 static void advertise_features(void)
@@ -205,33 +230,12 @@ static void answer_key(const char *path, enum proto_key key, int err)
     if (err == XSW_OK)
         return;
     console_printf("write %s refused: %s", path, xenstore_error_name(err));
-    proto_write_refused(&proto, key);
+    proto_write_refused(proto, key);
 }
 
-/* Steps 1-4 of the effects contract (protocol.h); returns the action for the caller. */
+/* Steps 2-4 of the effects contract (protocol.h); returns the action for the caller. */
 static enum proto_action apply_effects(const struct proto_effects *fx)
 {
-    int err = XSW_OK;
-
-    switch (fx->shutdown_reply) {
-    case PROTO_REPLY_UNTOUCHED:
-        break;
-    case PROTO_REPLY_CLEAR:
-        err = xenstore_write(KEY_SHUTDOWN, "", 0);
-        break;
-    case PROTO_REPLY_DELETE:
-        err = xenstore_remove(KEY_SHUTDOWN);
-        if (err == XSW_ENOENT)
-            err = XSW_OK;
-        break;
-    case PROTO_REPLY_WRITE:
-        err = xenstore_write(KEY_SHUTDOWN, fx->shutdown_value, fx->shutdown_value_len);
-        break;
-    }
-    answer_key(KEY_SHUTDOWN, PROTO_KEY_SHUTDOWN, err);
-    if (fx->ack_testing)
-        answer_key(KEY_TESTING, PROTO_KEY_TESTING, xenstore_write(KEY_TESTING, "", 0));
-
     console_write(fx->console, fx->console_len);
 
     if (fx->update_state)
@@ -255,7 +259,7 @@ static void announce_ready(void)
 {
     write_status("version", XTV_VERSION, sizeof(XTV_VERSION) - 1);
     write_status_u64("resumes", kernel.resumes);
-    proto_status(&proto, &effects);
+    proto_status(proto, &effects);
     apply_effects(&effects);
     console_printf("ready");
     start_heartbeat();
@@ -263,16 +267,15 @@ static void announce_ready(void)
 
 static void suspend_domain(void)
 {
-    /* Section 4: rings' MFNs become PFNs, shared info is unmapped, then SCHEDOP_shutdown. */
-    xenstore_suspend();
-    console_suspend();
+    /* Section 4: what the boot mode needs (kernel.h), then SCHEDOP_shutdown(suspend). */
     shared_info_suspend();
-
-    long rc = hypervisor_suspend(virt_to_mfn(xen_start_info));
+    long rc = arch->suspend();
     bool new_domain = rc == 0;
 
+    if (!new_domain)
+        arch->cancelled();
     shared_info_resume();
-    memory_resume(new_domain);
+    arch->shared_info_ready();
     console_resume(new_domain);
     xenstore_resume(new_domain);
 
@@ -289,12 +292,13 @@ static void suspend_domain(void)
             console_printf("suspend hypercall failed: %ld", rc);
         console_printf("resumed (cancelled) domid %ld", kernel.domid);
     }
-    proto_on_resume(&proto, new_domain, &effects);
+    proto_on_resume(proto, new_domain, &effects);
     apply_effects(&effects);
     announce_ready();
-    /* Whatever arrived while we were away: read both keys again. */
-    xenstore_queue_event(WATCH_SHUTDOWN);
-    xenstore_queue_event(WATCH_TESTING);
+    /*
+     * No forced re-read: a new domain's re-registered watches fire once by themselves, and
+     * after a cancelled suspend the ring holds whatever happened meanwhile.
+     */
 }
 
 static void shutdown_domain(unsigned int reason)
@@ -325,20 +329,130 @@ static void perform(enum proto_action action)
     }
 }
 
+/*
+ * Step 1 of the effects contract inside the transaction `tx` that read the key: the answer to
+ * control/shutdown or control/testing and the commit, sent together. Returns the commit's
+ * result; *answer_err the answer's.
+ */
+static int answer_and_commit(uint32_t tx, const char *path, const struct proto_effects *fx,
+                             bool testing, int *answer_err)
+{
+    const char *value = "";
+    size_t len = 0;
+
+    *answer_err = XSW_OK;
+    if (tx == XS_NO_TX) {
+        /* No transaction to be had: answer as older kernels did. */
+        if (testing ? fx->ack_testing : fx->shutdown_reply == PROTO_REPLY_CLEAR)
+            *answer_err = xenstore_write(path, "", 0);
+        else if (!testing && fx->shutdown_reply == PROTO_REPLY_DELETE)
+            *answer_err = xenstore_remove(path);
+        else if (!testing && fx->shutdown_reply == PROTO_REPLY_WRITE)
+            *answer_err = xenstore_write(path, fx->shutdown_value, fx->shutdown_value_len);
+        if (*answer_err == XSW_ENOENT && !testing && fx->shutdown_reply == PROTO_REPLY_DELETE)
+            *answer_err = XSW_OK;
+        return XSW_OK;
+    }
+    if (testing) {
+        if (!fx->ack_testing)
+            return xenstore_transaction_end(tx, true);
+    } else {
+        switch (fx->shutdown_reply) {
+        case PROTO_REPLY_UNTOUCHED:
+            return xenstore_transaction_end(tx, true);
+        case PROTO_REPLY_CLEAR:
+            break;
+        case PROTO_REPLY_DELETE:
+            value = NULL;
+            break;
+        case PROTO_REPLY_WRITE:
+            value = fx->shutdown_value;
+            len = fx->shutdown_value_len;
+            break;
+        }
+    }
+    int err = xenstore_change_and_commit(tx, path, value, len, answer_err,
+                                         testing ? WATCH_TESTING : WATCH_SHUTDOWN);
+    /* Deleting what is already gone is the answer we wanted. */
+    if (*answer_err == XSW_ENOENT && !value)
+        *answer_err = XSW_OK;
+    return err;
+}
+
+/*
+ * PROTOCOL.md 2 and 3: read the key and answer it in one transaction, retried on EAGAIN. The
+ * state machine runs on a copy of its state, kept only once the transaction committed: a
+ * conflicting write means the value read was not the last one, so the decision is redone.
+ */
+static void handle_watch_once(int id);
+/* xenstore_requests() and xenstore_round_trips() once the last event was answered. */
+static uint64_t answered_requests, answered_round_trips;
+
+/* xsstats=1 (for the bench): the xenstore traffic of each event, said after all of it. */
 static void handle_watch(int id)
 {
-    const char *path = id == WATCH_SHUTDOWN ? KEY_SHUTDOWN : KEY_TESTING;
-    size_t len = 0;
-    int err = xenstore_read(path, key_value, sizeof(key_value), &len);
+    uint64_t requests = xenstore_requests(), round_trips = xenstore_round_trips();
 
-    if (err != XSW_OK && err != XSW_ENOENT) {
-        console_printf("read %s failed: %s", path, xenstore_error_name(err));
-        return;
+    answered_requests = requests;
+    answered_round_trips = round_trips;
+    handle_watch_once(id);
+    if (kernel.xenstore_stats)
+        console_printf("xenstore: %s event answered after %lu requests in %lu round trips "
+                       "(%lu in %lu in all)",
+                       id == WATCH_TESTING ? KEY_TESTING : KEY_SHUTDOWN,
+                       (unsigned long)(answered_requests - requests),
+                       (unsigned long)(answered_round_trips - round_trips),
+                       (unsigned long)(xenstore_requests() - requests),
+                       (unsigned long)(xenstore_round_trips() - round_trips));
+}
+
+static void handle_watch_once(int id)
+{
+    bool testing = id == WATCH_TESTING;
+    const char *path = testing ? KEY_TESTING : KEY_SHUTDOWN;
+    int answer_err = XSW_OK;
+
+    for (unsigned attempt = 1;; attempt++) {
+        uint32_t tx = XS_NO_TX;
+        size_t len = 0;
+        int err = xenstore_transaction_start(&tx);
+
+        if (err) {
+            console_printf("transaction for %s failed to start: %s; reading without", path,
+                           xenstore_error_name(err));
+            tx = XS_NO_TX;
+        }
+        err = xenstore_read_tx(tx, path, key_value, sizeof(key_value), &len, id);
+        if (err != XSW_OK && err != XSW_ENOENT) {
+            console_printf("read %s failed: %s", path, xenstore_error_name(err));
+            if (tx != XS_NO_TX)
+                xenstore_transaction_end(tx, false);
+            return;
+        }
+        kmemcpy(proto_next, proto, sizeof(*proto));
+        if (testing)
+            proto_on_testing(proto_next, key_value, len, err == XSW_OK, &effects);
+        else
+            proto_on_shutdown(proto_next, key_value, len, err == XSW_OK, &effects);
+        err = answer_and_commit(tx, path, &effects, testing, &answer_err);
+        if (err == XSW_EAGAIN && attempt < MAX_TRANSACTION_ATTEMPTS)
+            continue;
+        if (err) {
+            /* Nothing changed in xenstore; after EAGAIN every time, try again later. */
+            console_printf("transaction for %s failed: %s (attempt %u)", path,
+                           xenstore_error_name(err), attempt);
+            if (err == XSW_EAGAIN)
+                xenstore_queue_event((unsigned int)id);
+            return;
+        }
+        break;
     }
-    if (id == WATCH_SHUTDOWN)
-        proto_on_shutdown(&proto, key_value, len, err == XSW_OK, &effects);
-    else
-        proto_on_testing(&proto, key_value, len, err == XSW_OK, &effects);
+    answered_requests = xenstore_requests();
+    answered_round_trips = xenstore_round_trips();
+    struct proto *done = proto;
+    proto = proto_next;
+    proto_next = done;
+    answer_key(path, testing ? PROTO_KEY_TESTING : PROTO_KEY_SHUTDOWN, answer_err);
     perform(apply_effects(&effects));
 }
 
@@ -371,28 +485,39 @@ void kernel_main(void)
     shared_info_init();
     console_init();
     xenstore_init();
-    memory_publish_p2m();
+    arch->shared_info_ready();
 
     kernel.domid = read_domid();
-    console_printf("xen-test-vm %s (revision %s) mode pv domid %ld memory %lu KiB", XTV_VERSION,
-                   XTV_SOURCE_REVISION, kernel.domid,
-                   (unsigned long)xen_start_info->nr_pages * 4);
+    console_printf("xen-test-vm %s (revision %s) mode %s domid %ld memory %lu KiB", XTV_VERSION,
+                   XTV_SOURCE_REVISION, arch->name, kernel.domid, arch->memory_kib());
     kernel.heartbeat_ns = heartbeat_from_cmdline();
+    const char *stats;
+    size_t stats_len;
+    kernel.xenstore_stats = cmdline_option("xsstats", &stats, &stats_len) &&
+                            kstreq(stats, stats_len, "1");
 
-    proto_init(&proto);
+    proto_init(proto);
     register_watches();
     advertise_features();
     announce_ready();
     fault_on_request();
 
     for (;;) {
-        int id;
-
+        /* Clears the port's pending bit, then drains: a later notification wakes the poll. */
         xenstore_poll_ring();
-        while ((id = xenstore_next_event()) >= 0)
+        int id = xenstore_next_event();
+        if (id >= 0) {
             handle_watch(id);
+            continue;
+        }
         heartbeat();
-        evtchn_port_t port = xenstore_port();
-        evtchn_poll(&port, 1, kernel.next_tick_ns);
+        /* PROTOCOL.md 1.4: never asleep while the ring holds a message or an event waits. */
+        if (!xenstore_idle())
+            continue;
+        /* Clear before pushing: xenconsoled's notification after it read wakes the poll. */
+        evtchn_port_t ports[2] = {xenstore_port(), console_port()};
+        evtchn_clear_pending(ports[1]);
+        bool console_done = console_push();
+        evtchn_poll(ports, console_done ? 1 : 2, kernel.next_tick_ns);
     }
 }

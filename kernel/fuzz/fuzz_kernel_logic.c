@@ -7,7 +7,11 @@
  * Input: first byte selects the mode.
  *   0: the rest is one control/testing candidate for json_parse_object alone;
  *   1: the rest is one received xenstore message for the decoder;
+ *   2: the rest is what xenstored sends the ring client (xs_client.c), see fuzz_ring();
  *   else: the rest is a sequence of events, each [kind][len lo][len hi][len bytes of value].
+ *         Every event is first decided on a copy of the state that is thrown away (what a
+ *         transaction ending in EAGAIN does), which must leave the real state unchanged and
+ *         give the same decision again.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,10 +21,14 @@
 #include "json.h"
 #include "kstring.h"
 #include "protocol.h"
+#include "xs_client.h"
 #include "xs_wire.h"
 
 static struct proto proto;
+static struct proto attempt;
+static struct proto before;
 static struct proto_effects fx;
+static struct proto_effects attempt_fx;
 static struct json_doc doc;
 static struct json_doc check_doc;
 
@@ -70,7 +78,7 @@ static void check_effects(int kind, size_t len)
     }
     REQUIRE(!fx.ack_testing || (is_testing && len > 0));
     REQUIRE(fx.shutdown_reply == PROTO_REPLY_UNTOUCHED || (is_shutdown && len > 0));
-    if (fx.shutdown_reply == PROTO_REPLY_WRITE)
+    if (fx.shutdown_reply == PROTO_REPLY_WRITE) /* ack "" is a clear, never an empty write */
         REQUIRE(fx.shutdown_value_len > 0 && fx.shutdown_value_len <= PROTO_VALUE_MAX);
     if (fx.action == PROTO_ACTION_SUSPEND)
         REQUIRE(fx.update_state && strcmp(fx.state, "suspending") == 0);
@@ -110,6 +118,16 @@ static void fuzz_events(const uint8_t *data, size_t size)
             data += len;
             size -= len;
         }
+        if (kind <= 1) {
+            /* The EAGAIN path: decide on a copy, throw it away, decide again for real. */
+            memcpy(&attempt, &proto, sizeof(proto));
+            memcpy(&before, &proto, sizeof(proto));
+            if (kind == 0)
+                proto_on_shutdown(&attempt, value, len, true, &attempt_fx);
+            else
+                proto_on_testing(&attempt, value, len, true, &attempt_fx);
+            REQUIRE(memcmp(&before, &proto, sizeof(proto)) == 0);
+        }
         switch (kind) {
         case 0:
             proto_on_shutdown(&proto, value, len, true, &fx);
@@ -132,6 +150,13 @@ static void fuzz_events(const uint8_t *data, size_t size)
             break;
         }
         check_effects(kind, len);
+        if (kind <= 1) {
+            REQUIRE(attempt_fx.shutdown_reply == fx.shutdown_reply);
+            REQUIRE(attempt_fx.ack_testing == fx.ack_testing && attempt_fx.action == fx.action);
+            REQUIRE(attempt_fx.console_len == fx.console_len &&
+                    memcmp(attempt_fx.console, fx.console, fx.console_len) == 0);
+            REQUIRE(attempt_fx.shutdown_value_len == fx.shutdown_value_len);
+        }
         /* protocol.h: a suspend action is always followed by proto_on_resume (the hypercall
          * returns: 0 new domain, 1 cancelled, or an error, also treated as cancelled). */
         if (fx.action == PROTO_ACTION_SUSPEND) {
@@ -161,6 +186,121 @@ static void fuzz_xenstore(const uint8_t *data, size_t size)
     }
 }
 
+/*
+ * The ring client against whatever xenstored might send. Input: 8 bytes of initial indices,
+ * then chunks [n][n bytes] that "xenstored" copies into the response ring (as far as it fits)
+ * each time the client sleeps; the client alternates requests, polls and event handling.
+ * Checks: no sanitizer report, indices never pass each other, queued ids are valid, and idle
+ * means an empty response ring.
+ */
+static struct {
+    struct xenstore_domain_interface ring;
+    struct xsc client;
+    const uint8_t *data;
+    size_t size;
+    uint64_t now;
+    bool pending;
+} r;
+
+static void ring_deliver(void)
+{
+    if (r.size == 0)
+        return;
+    size_t n = r.data[0];
+    r.data++;
+    r.size--;
+    if (n > r.size)
+        n = r.size;
+    for (size_t i = 0; i < n && r.ring.rsp_prod - r.ring.rsp_cons < XENSTORE_RING_SIZE; i++) {
+        r.ring.rsp[MASK_XENSTORE_IDX(r.ring.rsp_prod)] = (char)r.data[i];
+        r.ring.rsp_prod++;
+    }
+    r.data += n;
+    r.size -= n;
+    r.pending = true;
+    /* xenstored consumes whatever requests there are. */
+    r.ring.req_cons = r.ring.req_prod;
+}
+
+static void ring_notify(void *ctx)
+{
+    (void)ctx;
+}
+
+static void ring_clear(void *ctx)
+{
+    (void)ctx;
+    r.pending = false;
+}
+
+static void ring_sleep(void *ctx, uint64_t deadline)
+{
+    (void)ctx;
+    REQUIRE(r.ring.rsp_prod == r.ring.rsp_cons || r.client.rx_broken);
+    ring_deliver();
+    if (!r.pending)
+        r.now = deadline;
+    else
+        r.now += 1000;
+}
+
+static uint64_t ring_now(void *ctx)
+{
+    (void)ctx;
+    return r.now;
+}
+
+static void ring_log(void *ctx, const char *line)
+{
+    (void)ctx;
+    REQUIRE(strlen(line) < XSC_LOG_MAX);
+}
+
+static const struct xsc_env ring_env = {
+    .notify = ring_notify, .clear = ring_clear, .sleep = ring_sleep, .now = ring_now,
+    .log = ring_log,
+};
+
+static void fuzz_ring(const uint8_t *data, size_t size)
+{
+    static char reply[XENSTORE_PAYLOAD_MAX + 1];
+    uint32_t start[2];
+
+    if (size < 8)
+        return;
+    memset(&r, 0, sizeof(r));
+    memcpy(start, data, 8);
+    r.ring.req_cons = r.ring.req_prod = start[0];
+    r.ring.rsp_cons = r.ring.rsp_prod = start[1];
+    r.data = data + 8;
+    r.size = size - 8;
+    r.now = 1;
+    xsc_init(&r.client, &r.ring, &ring_env);
+    for (unsigned step = 0; step < 64 && r.size; step++) {
+        struct xsw_arg arg = {.data = "control/shutdown", .len = 16, .nul_terminated = true};
+        size_t len = 0;
+
+        if (step % 3 == 2) {
+            xsc_poll(&r.client);
+            int id;
+            while ((id = xsc_next_event(&r.client)) >= 0)
+                REQUIRE(id < XSC_MAX_WATCHES);
+            REQUIRE(!xsc_idle(&r.client) ==
+                    (r.ring.rsp_prod != r.ring.rsp_cons && !r.client.rx_broken));
+            ring_deliver();
+            continue;
+        }
+        int err = xsc_request(&r.client, step % 3 ? XS_WRITE : XS_READ, 0, &arg, 1, reply,
+                              sizeof(reply), &len, step % 2 ? 0 : -1);
+        REQUIRE(err >= 0 && (err <= XSW_EPROTO || err == XSC_ERR_TIMEOUT));
+        if (err == XSW_OK)
+            REQUIRE(len <= XENSTORE_PAYLOAD_MAX && reply[len] == '\0');
+        REQUIRE(r.ring.rsp_prod - r.ring.rsp_cons <= XENSTORE_RING_SIZE);
+        REQUIRE(r.client.tx_sent <= r.client.tx_len && r.client.rx_len <= XSW_MESSAGE_MAX);
+        REQUIRE(r.client.event_count <= XSC_MAX_WATCHES);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -174,6 +314,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 1:
         fuzz_xenstore(data + 1, size - 1);
+        break;
+    case 2:
+        fuzz_ring(data + 1, size - 1);
         break;
     default:
         fuzz_events(data + 1, size - 1);

@@ -8,7 +8,7 @@
 
 #include <stdarg.h>
 
-#include "common/kstring.h"
+#include "logic/kstring.h"
 
 void kbuf_vprintf(struct kbuf *b, const char *fmt, va_list args);
 void kbuf_printf(struct kbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

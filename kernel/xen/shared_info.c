@@ -1,20 +1,12 @@
 /*
- * Shared info is a Xen-owned frame given by machine address in start_info. We map it over a
- * page-aligned placeholder in our own image. Before a suspend the placeholder goes back to its
- * own frame: the toolstack refuses page tables that still point at a frame outside the guest
- * ("Bad mfn for L1").
+ * Shared info is a Xen-owned frame that the boot mode makes appear over a page-aligned
+ * placeholder in our own image (kernel.h: map_shared_info). Before a suspend the mode gives
+ * the placeholder back its own frame if it must (PV), and after every resume maps it again.
  */
 #include "xen/shared_info.h"
 
 #include "arch/cpu.h"
-#include "arch/hypercall.h"
-#include "xen/memory.h"
-
-#define PTE_PRESENT 0x001UL
-#define PTE_WRITABLE 0x002UL
-#define PTE_ACCESSED 0x020UL
-#define PTE_DIRTY 0x040UL
-#define PTE_KERNEL_RW (PTE_PRESENT | PTE_WRITABLE | PTE_ACCESSED | PTE_DIRTY)
+#include "kernel.h"
 
 /* Referenced by the linker script's alignment assertion. */
 char shared_info_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE), section(".bss.page_aligned")));
@@ -31,21 +23,9 @@ bool shared_info_mapped(void)
     return mapped;
 }
 
-static void map_frame(unsigned long machine_address)
-{
-    long rc = hypervisor_update_va_mapping((unsigned long)shared_info_page,
-                                           (machine_address & ~(PAGE_SIZE - 1)) | PTE_KERNEL_RW,
-                                           UVMF_INVLPG);
-    if (rc != 0) {
-        /* Nothing else works without shared info; there is no console yet to say so. */
-        struct sched_shutdown crash = {.reason = SHUTDOWN_crash};
-        hypervisor_sched_op(SCHEDOP_shutdown, &crash);
-    }
-}
-
 void shared_info_init(void)
 {
-    map_frame(xen_start_info->shared_info);
+    arch->map_shared_info(shared_info_page);
     mapped = true;
     /* We never take event upcalls: we poll. Keep delivery masked so SCHEDOP_poll sleeps. */
     shared_info()->vcpu_info[0].evtchn_upcall_mask = 1;
@@ -54,11 +34,10 @@ void shared_info_init(void)
 void shared_info_suspend(void)
 {
     mapped = false;
-    map_frame(virt_to_mfn(shared_info_page) << PAGE_SHIFT);
+    arch->unmap_shared_info(shared_info_page);
 }
 
 void shared_info_resume(void)
 {
-    /* start_info->shared_info is the (possibly new) machine address in both resume cases. */
     shared_info_init();
 }

@@ -1,71 +1,75 @@
 /*
- * Index handling follows io/xs_wire.h: free-running 32-bit indices, masked on access, that need
- * not start at 0. We keep no copy of them, so whatever a restore leaves in the page is right.
+ * The store ring and port come from the boot mode (kernel.h); everything about the ring itself is in
+ * logic/xs_client.c. This file supplies its environment (event channel, Xen time, console)
+ * and the request vocabulary the kernel uses.
  */
 #include "xen/xenstore.h"
 
-#include <stdint.h>
-
-#include "arch/cpu.h"
-#include "common/kstring.h"
+#include "logic/kstring.h"
+#include "kernel.h"
 #include "xen/console.h"
 #include "xen/events.h"
-#include "xen/memory.h"
 #include "xen/time.h"
 
-#define REPLY_TIMEOUT_NS (10 * NSEC_PER_SEC)
-
-static struct xenstore_domain_interface *ring;
+static struct xsc client;
 static evtchn_port_t port;
-static uint32_t next_req_id;
 
-/* The message being received, possibly incomplete. */
-static char rx[XSW_MESSAGE_MAX];
-static size_t rx_len;
-static bool rx_broken;
-static char tx[XSW_MESSAGE_MAX];
-
-static unsigned char event_queue[XS_MAX_WATCHES];
-static unsigned int event_count;
-
-static void attach(void)
+static void env_notify(void *ctx)
 {
-    ring = mfn_to_virt(xen_start_info->store_mfn);
-    port = xen_start_info->store_evtchn;
+    (void)ctx;
+    evtchn_notify(port);
 }
 
-static void reset_client(void)
+static void env_clear(void *ctx)
 {
-    rx_len = 0;
-    rx_broken = false;
-    event_count = 0;
+    (void)ctx;
+    evtchn_clear_pending(port);
+}
+
+static void env_sleep(void *ctx, uint64_t deadline_ns)
+{
+    (void)ctx;
+    evtchn_poll(&port, 1, deadline_ns);
+}
+
+static uint64_t env_now(void *ctx)
+{
+    (void)ctx;
+    return time_now_ns();
+}
+
+static void env_log(void *ctx, const char *line)
+{
+    (void)ctx;
+    console_printf("%s", line);
+}
+
+static const struct xsc_env env = {
+    .ctx = NULL,
+    .notify = env_notify,
+    .clear = env_clear,
+    .sleep = env_sleep,
+    .now = env_now,
+    .log = env_log,
+};
+
+static struct xenstore_domain_interface *attach(void)
+{
+    return arch->store_ring(&port);
 }
 
 void xenstore_init(void)
 {
-    attach();
-    reset_client();
-    next_req_id = 1;
-}
-
-void xenstore_suspend(void)
-{
-    xen_start_info->store_mfn = mfn_to_pfn(xen_start_info->store_mfn);
+    xsc_init(&client, attach(), &env);
 }
 
 void xenstore_resume(bool new_domain)
 {
     if (!new_domain) {
-        xen_start_info->store_mfn = pfn_to_mfn(xen_start_info->store_mfn);
-        attach();
+        xsc_attach(&client, attach());
         return;
     }
-    attach();
-    reset_client();
-    /* Replies meant for the old domain are meaningless now; drop them as Linux does. */
-    WRITE_ONCE(ring->rsp_cons, READ_ONCE(ring->rsp_prod));
-    mb();
-    evtchn_notify(port);
+    xsc_reset(&client, attach());
 }
 
 evtchn_port_t xenstore_port(void)
@@ -75,204 +79,60 @@ evtchn_port_t xenstore_port(void)
 
 const char *xenstore_error_name(int err)
 {
-    if (err == XS_ERR_TIMEOUT)
-        return "ETIMEDOUT";
-    return xsw_error_name((enum xsw_error)err);
+    return xsc_error_name(err);
 }
 
 void xenstore_queue_event(unsigned int id)
 {
-    for (unsigned int i = 0; i < event_count; i++)
-        if (event_queue[i] == id)
-            return;
-    if (event_count < XS_MAX_WATCHES)
-        event_queue[event_count++] = (unsigned char)id;
+    xsc_queue_event(&client, id);
 }
 
 int xenstore_next_event(void)
 {
-    if (event_count == 0)
-        return -1;
-    int id = event_queue[0];
-    event_count--;
-    for (unsigned int i = 0; i < event_count; i++)
-        event_queue[i] = event_queue[i + 1];
-    return id;
-}
-
-static void handle_watch_event(const struct xsw_msg *msg)
-{
-    const char *path, *token;
-    size_t path_len, token_len;
-    unsigned int id = 0;
-
-    if (!xsw_decode_watch_event(msg, &path, &path_len, &token, &token_len) || token_len == 0 ||
-        token_len > 2)
-        goto bad;
-    for (size_t i = 0; i < token_len; i++) {
-        if (token[i] < '0' || token[i] > '9')
-            goto bad;
-        id = id * 10 + (unsigned int)(token[i] - '0');
-    }
-    if (id >= XS_MAX_WATCHES)
-        goto bad;
-    xenstore_queue_event(id);
-    return;
-bad:
-    console_printf("xenstore: ignoring watch event with an unknown token");
-}
-
-/*
- * Pull bytes of the current message out of the ring. Returns true with a decoded message once
- * one is complete (it stays valid until the next call), false when the ring ran dry first.
- */
-static bool receive_message(struct xsw_msg *msg)
-{
-    if (rx_broken)
-        return false;
-    for (;;) {
-        size_t size = xsw_message_size(rx, rx_len);
-        if (size == SIZE_MAX) {
-            console_printf("xenstore: reply stream broken (length beyond %u); giving up on it",
-                           XENSTORE_PAYLOAD_MAX);
-            rx_broken = true;
-            return false;
-        }
-        size_t target = size ? size : XSW_HEADER_SIZE;
-        if (size && rx_len == size) {
-            rx_len = 0;
-            if (xsw_decode(rx, size, msg))
-                return true;
-            console_printf("xenstore: dropping a malformed message");
-            continue;
-        }
-
-        uint32_t cons = ring->rsp_cons;
-        uint32_t prod = READ_ONCE(ring->rsp_prod);
-        rmb();
-        if (prod == cons)
-            return false;
-        size_t n = prod - cons;
-        if (n > target - rx_len)
-            n = target - rx_len;
-        for (size_t i = 0; i < n; i++)
-            rx[rx_len + i] = ring->rsp[MASK_XENSTORE_IDX(cons + (uint32_t)i)];
-        rx_len += n;
-        mb();
-        WRITE_ONCE(ring->rsp_cons, cons + (uint32_t)n);
-        evtchn_notify(port);
-    }
+    return xsc_next_event(&client);
 }
 
 void xenstore_poll_ring(void)
 {
-    struct xsw_msg msg;
-
-    evtchn_clear_pending(port);
-    while (receive_message(&msg)) {
-        if (msg.type == XS_WATCH_EVENT)
-            handle_watch_event(&msg);
-        else
-            console_printf("xenstore: dropping unexpected %s reply id %u", xsw_type_name(msg.type),
-                           msg.req_id);
-    }
+    xsc_poll(&client);
 }
 
-/* Sleep until the store port fires or the deadline passes; false once past the deadline. */
-static bool wait_for_store(uint64_t deadline)
+bool xenstore_idle(void)
 {
-    if (time_now_ns() >= deadline)
-        return false;
-    evtchn_poll(&port, 1, deadline);
-    evtchn_clear_pending(port);
-    return true;
+    return xsc_idle(&client);
 }
 
-static int send_message(size_t len, uint64_t deadline)
+uint64_t xenstore_requests(void)
 {
-    size_t sent = 0;
-
-    while (sent < len) {
-        uint32_t cons = READ_ONCE(ring->req_cons);
-        uint32_t prod = ring->req_prod;
-        mb();
-        if (prod - cons > XENSTORE_RING_SIZE) {
-            console_printf("xenstore: request ring indices corrupt (%u, %u)", prod, cons);
-            return XSW_EIO;
-        }
-        uint32_t room = XENSTORE_RING_SIZE - (prod - cons);
-        if (room == 0) {
-            if (!wait_for_store(deadline))
-                return XS_ERR_TIMEOUT;
-            continue;
-        }
-        size_t n = len - sent < room ? len - sent : room;
-        for (size_t i = 0; i < n; i++)
-            ring->req[MASK_XENSTORE_IDX(prod + (uint32_t)i)] = tx[sent + i];
-        wmb();
-        WRITE_ONCE(ring->req_prod, prod + (uint32_t)n);
-        evtchn_notify(port);
-        sent += n;
-    }
-    return 0;
+    return client.requests;
 }
 
-/* Send tx[0..len), wait for the reply with req_id, copy its payload into reply (if given). */
-static int transact(size_t len, uint32_t req_id, char *reply, size_t cap, size_t *reply_len)
+uint64_t xenstore_round_trips(void)
 {
-    uint64_t deadline = time_now_ns() + REPLY_TIMEOUT_NS;
-    struct xsw_msg msg;
-    int err = send_message(len, deadline);
-
-    if (err)
-        return err;
-    for (;;) {
-        evtchn_clear_pending(port);
-        if (!receive_message(&msg)) {
-            if (!wait_for_store(deadline))
-                return XS_ERR_TIMEOUT;
-            continue;
-        }
-        if (msg.type == XS_WATCH_EVENT) {
-            handle_watch_event(&msg);
-            continue;
-        }
-        if (msg.req_id != req_id) {
-            console_printf("xenstore: dropping reply id %u, waiting for %u", msg.req_id, req_id);
-            continue;
-        }
-        err = xsw_reply_error(&msg);
-        if (err == XSW_OK && reply) {
-            size_t n = msg.len < cap - 1 ? msg.len : cap - 1;
-            kmemcpy(reply, msg.payload, n);
-            reply[n] = '\0';
-            if (reply_len)
-                *reply_len = n;
-        }
-        return err;
-    }
+    return client.round_trips;
 }
 
-static uint32_t take_req_id(void)
+static struct xsw_arg text(const char *s)
 {
-    uint32_t id = next_req_id++;
-    if (next_req_id == 0)
-        next_req_id = 1;
-    return id;
+    return (struct xsw_arg){.data = s, .len = kstrlen(s), .nul_terminated = true};
+}
+
+int xenstore_read_tx(uint32_t tx, const char *path, char *buf, size_t cap, size_t *len,
+                     int watch)
+{
+    struct xsw_arg arg = text(path);
+    return xsc_request(&client, XS_READ, tx, &arg, 1, buf, cap, len, watch);
 }
 
 int xenstore_read(const char *path, char *buf, size_t cap, size_t *len)
 {
-    uint32_t id = take_req_id();
-    size_t n = xsw_encode_read(tx, sizeof(tx), id, 0, path);
-    return n ? transact(n, id, buf, cap, len) : XSW_E2BIG;
+    return xenstore_read_tx(XS_NO_TX, path, buf, cap, len, XS_NO_WATCH);
 }
 
 int xenstore_write(const char *path, const char *value, size_t len)
 {
-    uint32_t id = take_req_id();
-    size_t n = xsw_encode_write(tx, sizeof(tx), id, 0, path, value, len);
-    return n ? transact(n, id, NULL, 0, NULL) : XSW_E2BIG;
+    struct xsw_arg args[2] = {text(path), {.data = value, .len = len, .nul_terminated = false}};
+    return xsc_request(&client, XS_WRITE, XS_NO_TX, args, 2, NULL, 0, NULL, XS_NO_WATCH);
 }
 
 int xenstore_write_string(const char *path, const char *value)
@@ -282,16 +142,77 @@ int xenstore_write_string(const char *path, const char *value)
 
 int xenstore_remove(const char *path)
 {
-    uint32_t id = take_req_id();
-    size_t n = xsw_encode_rm(tx, sizeof(tx), id, 0, path);
-    return n ? transact(n, id, NULL, 0, NULL) : XSW_E2BIG;
+    struct xsw_arg arg = text(path);
+    return xsc_request(&client, XS_RM, XS_NO_TX, &arg, 1, NULL, 0, NULL, XS_NO_WATCH);
 }
 
 int xenstore_watch(const char *path, unsigned int id)
 {
-    char token[4] = {(char)('0' + id / 10 % 10), (char)('0' + id % 10), 0, 0};
-    const char *t = id < 10 ? token + 1 : token;
-    uint32_t req = take_req_id();
-    size_t n = xsw_encode_watch(tx, sizeof(tx), req, path, t);
-    return n ? transact(n, req, NULL, 0, NULL) : XSW_E2BIG;
+    char token[3] = {(char)('0' + id / 10 % 10), (char)('0' + id % 10), 0};
+    struct xsw_arg args[2] = {text(path), text(id < 10 ? token + 1 : token)};
+    return xsc_request(&client, XS_WATCH, XS_NO_TX, args, 2, NULL, 0, NULL, XS_NO_WATCH);
+}
+
+int xenstore_transaction_start(uint32_t *tx)
+{
+    /* The payload is an empty string; the reply is the id in decimal. */
+    struct xsw_arg arg = text("");
+    char reply[16];
+    size_t len = 0;
+    uint32_t id = 0;
+    int err = xsc_request(&client, XS_TRANSACTION_START, XS_NO_TX, &arg, 1, reply,
+                          sizeof(reply), &len, XS_NO_WATCH);
+
+    if (err)
+        return err;
+    for (size_t i = 0; i < len && reply[i]; i++) {
+        if (reply[i] < '0' || reply[i] > '9' || id > 0x19999999)
+            return XSW_EPROTO;
+        id = id * 10 + (uint32_t)(reply[i] - '0');
+    }
+    if (id == 0)
+        return XSW_EPROTO;
+    *tx = id;
+    return XSW_OK;
+}
+
+static struct xsw_arg end_arg(bool commit)
+{
+    return text(commit ? "T" : "F");
+}
+
+int xenstore_transaction_end(uint32_t tx, bool commit)
+{
+    struct xsw_arg arg = end_arg(commit);
+    return xsc_request(&client, XS_TRANSACTION_END, tx, &arg, 1, NULL, 0, NULL, XS_NO_WATCH);
+}
+
+int xenstore_change_and_commit(uint32_t tx, const char *path, const char *value, size_t len,
+                               int *change_err, int watch)
+{
+    uint64_t deadline = time_now_ns() + XSC_REPLY_TIMEOUT_NS;
+    struct xsw_arg args[2] = {text(path), {.data = value, .len = len, .nul_terminated = false}};
+    struct xsw_arg commit = end_arg(true);
+    uint32_t change_id, end_id;
+    int err;
+
+    *change_err = xsc_send(&client, value ? XS_WRITE : XS_RM, tx, args, value ? 2 : 1,
+                           &change_id, deadline);
+    if (*change_err)
+        return *change_err;
+    err = xsc_send(&client, XS_TRANSACTION_END, tx, &commit, 1, &end_id, deadline);
+    *change_err = xsc_finish(&client, change_id, NULL, 0, NULL, XS_NO_WATCH, deadline);
+    if (err)
+        return err;
+    err = xsc_finish(&client, end_id, NULL, 0, NULL, XS_NO_WATCH, deadline);
+    /*
+     * A committed transaction read the key, so nobody else changed it since: an event for it
+     * that came after the read's reply and before the commit's is our own change (C xenstored
+     * fires the writer's watches before it replies). Answering it would cost a transaction of
+     * three round trips and delay the next request. oxenstored fires them after its reply: those
+     * still arrive and are read as usual.
+     */
+    if (err == XSW_OK && watch >= 0)
+        xsc_forget_event(&client, (unsigned int)watch);
+    return err;
 }

@@ -3,6 +3,8 @@
 - `kernel_image` (session): `make -C kernel O=<tmp> image`, the path of test-vm.xen.gz.
 - `lab_kernel` (session): that image copied into the lab's dom0 (needs `lab_host`), plus the
   xtv-xs tool (kernel/tests/dom0) the waits use.
+- `guest_mode` (session): "pv", then "pvh": every test that boots a guest (through the fixtures
+  below, or by passing it to create_guests) runs once per boot mode of the one image.
 - `make_guest` (function): a factory; `make_guest("prefix", memory_mib=16, cmdline="")` runs
   `xl create` and waits until data/test-vm/state is `ready` (`wait_ready=False`: do not wait;
   `paused=True`: `xl create -p`, the test unpauses). Every guest it made is destroyed
@@ -27,7 +29,13 @@ import pytest
 from xen_test_lab.dom0_xs import install_tool
 from xen_test_lab.lab import LabHost
 
-from tests.kernel.guests import DEFAULT_MEMORY_MIB, Guest, create_guest, install_kernel
+from tests.kernel.guests import (
+    DEFAULT_MEMORY_MIB,
+    GUEST_MODES,
+    Guest,
+    create_guest,
+    install_kernel,
+)
 
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernel"
 
@@ -72,8 +80,16 @@ def lab_kernel(lab_host: LabHost, kernel_image: Path) -> str:
     return install_kernel(lab_host, kernel_image)
 
 
+@pytest.fixture(scope="session", params=GUEST_MODES)
+def guest_mode(request: pytest.FixtureRequest) -> str:
+    """The boot mode (xl type) of the guests a test makes; session-scoped so pytest runs all
+    tests of one mode together and module fixtures boot their guests once per mode."""
+    mode: str = request.param
+    return mode
+
+
 @pytest.fixture
-def make_guest(lab_host: LabHost, lab_kernel: str) -> Iterator[GuestFactory]:
+def make_guest(lab_host: LabHost, lab_kernel: str, guest_mode: str) -> Iterator[GuestFactory]:
     """Create ready test guests; all of them are destroyed at the end of the test."""
     made: list[Guest] = []
 
@@ -92,6 +108,7 @@ def make_guest(lab_host: LabHost, lab_kernel: str) -> Iterator[GuestFactory]:
             wait_ready=wait_ready,
             paused=paused,
             kernel=lab_kernel,
+            mode=guest_mode,
         )
         made.append(guest)
         return guest
@@ -102,8 +119,8 @@ def make_guest(lab_host: LabHost, lab_kernel: str) -> Iterator[GuestFactory]:
 
 
 @pytest.fixture(scope="module")
-def shared_guest(lab_host: LabHost, lab_kernel: str) -> Iterator[Guest]:
+def shared_guest(lab_host: LabHost, lab_kernel: str, guest_mode: str) -> Iterator[Guest]:
     """One ready guest shared by a module's tests; destroyed after the module."""
-    guest = create_guest(lab_host, "shared", kernel=lab_kernel)
+    guest = create_guest(lab_host, "shared", kernel=lab_kernel, mode=guest_mode)
     yield guest
     guest.destroy()

@@ -16,12 +16,16 @@ from pathlib import Path
 
 from xen_test_lab.dom0_xs import REMOTE_TOOL
 from xen_test_lab.lab import LabHost
+from xen_test_vm.toolstack import VmSpec
+from xen_test_vm.xl import xl_config as client_xl_config
 
 REMOTE_DIR = "/root/xen-test-vm-tests"
 REMOTE_KERNEL = f"{REMOTE_DIR}/test-vm.xen.gz"
 # Under QEMU TCG an `xl create` takes about a second; the kernel is ready a few ms later.
 READY_TIMEOUT = 60.0
 DEFAULT_MEMORY_MIB = 16
+# The boot modes of the one kernel image: xl's `type`.
+GUEST_MODES = ("pv", "pvh")
 # xtv-xs (kernel/tests/dom0, installed by the `lab_kernel` fixture): watch-based waits in dom0.
 DOM0_TOOL = REMOTE_TOOL
 WAIT_ROUND_MS = 2000
@@ -40,19 +44,18 @@ def xl_config(
     memory_mib: int = DEFAULT_MEMORY_MIB,
     cmdline: str = "",
     on_crash: str = "preserve",
+    mode: str = "pv",
 ) -> str:
-    """The xl config of a test guest (type pv, one vCPU)."""
-    lines = [
-        f'name = "{name}"',
-        'type = "pv"',
-        f'kernel = "{kernel}"',
-        f"memory = {memory_mib}",
-        "vcpus = 1",
-        f'on_crash = "{on_crash}"',
-    ]
-    if cmdline:
-        lines.append(f'extra = "{cmdline}"')
-    return "\n".join(lines) + "\n"
+    """The client's xl config of a test guest (one vCPU) booting in `mode` (pv or pvh)."""
+    spec = VmSpec(
+        name=name,
+        kernel=kernel,
+        memory_mib=memory_mib,
+        cmdline=cmdline,
+        on_crash=on_crash,
+        mode=mode,
+    )
+    return client_xl_config(spec)
 
 
 @dataclass
@@ -129,7 +132,9 @@ class Guest:
 
     def console(self) -> str:
         """Everything the guest printed so far (all its incarnations under this name)."""
-        return self.host.console_log(self.name)
+        # After a migration xenconsoled logs the receiving domain under NAME--incoming (it was
+        # created with that name and renamed later); the earlier lines stay in NAME's log.
+        return self.host.console_log(self.name) + self.host.console_log(f"{self.name}--incoming")
 
     def console_lines(self) -> list[str]:
         return self.console().splitlines()
@@ -195,6 +200,7 @@ def create_guest(
     wait_ready: bool = True,
     kernel: str = REMOTE_KERNEL,
     paused: bool = False,
+    mode: str = "pv",
 ) -> Guest:
     """`xl create` a test guest and (by default) wait until it reports ready in xenstore.
 
@@ -204,7 +210,7 @@ def create_guest(
     config_path = f"{REMOTE_DIR}/{name}.cfg"
     host.run(
         f"cat > {config_path}",
-        input=xl_config(name, kernel=kernel, memory_mib=memory_mib, cmdline=cmdline),
+        input=xl_config(name, kernel=kernel, memory_mib=memory_mib, cmdline=cmdline, mode=mode),
     )
     guest = Guest(host, name, config_path)
     try:

@@ -100,7 +100,7 @@ def host_verdicts(messages: list[bytes]) -> list[dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def bad_input(lab_host: LabHost, lab_kernel: str) -> Iterator[BadInputRun]:
+def bad_input(lab_host: LabHost, lab_kernel: str, guest_mode: str) -> Iterator[BadInputRun]:
     """One guest; all messages in one batch; then one console fetch and one `xl list`."""
     name = f"xtv-bad-input-{int(time.time()) % 100000}"
     install_tool(lab_host)
@@ -114,7 +114,7 @@ def bad_input(lab_host: LabHost, lab_kernel: str) -> Iterator[BadInputRun]:
     ][:RANDOM_COUNT]
     assert len(rejected) == RANDOM_COUNT
     try:
-        create_guests(lab_host, [name], lab_kernel)
+        create_guests(lab_host, [name], lab_kernel, guest_mode)
         domid = domids(lab_host, [name])[name]
         home = f"/local/domain/{domid}"
         corpus = CORPUS

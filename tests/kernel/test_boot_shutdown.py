@@ -21,10 +21,13 @@ pytestmark = pytest.mark.lab
 VERSION = (KERNEL_DIR / "VERSION").read_text().strip()
 
 
-def test_banner_names_version_revision_mode_domid_and_memory(shared_guest: Guest) -> None:
+def test_banner_names_version_revision_mode_domid_and_memory(
+    shared_guest: Guest, guest_mode: str
+) -> None:
     banner = shared_guest.wait_console(r"^xen-test-vm ")[0]
     match = re.fullmatch(
-        r"xen-test-vm (\S+) \(revision (\S+)\) mode pv domid (\d+) memory (\d+) KiB", banner
+        rf"xen-test-vm (\S+) \(revision (\S+)\) mode {guest_mode} domid (\d+) memory (\d+) KiB",
+        banner,
     )
     assert match, banner
     assert match.group(1) == VERSION

@@ -1,4 +1,5 @@
-"""The kernel build: reproducible bytes, a loadable PV image, linker-script assertions.
+"""The kernel build: reproducible bytes, an image Xen loads as PV and as PVH, linker-script
+assertions.
 
 No lab needed: these check the files the build writes.
 """
@@ -22,6 +23,7 @@ NOTE_VIRT_BASE = 3
 NOTE_XEN_VERSION = 5
 NOTE_GUEST_OS = 6
 NOTE_LOADER = 8
+NOTE_PHYS32_ENTRY = 18
 PT_LOAD = 1
 PT_NOTE = 4
 
@@ -111,6 +113,28 @@ def test_image_is_a_pv_kernel_xen_can_load(kernel_image: Path) -> None:
     hypercall_page = struct.unpack("<Q", notes[NOTE_HYPERCALL_PAGE])[0]
     assert hypercall_page % 4096 == 0
     assert elf[18] == 62, "not x86_64 (EM_X86_64)"
+
+
+def test_image_is_also_a_pvh_kernel_with_a_32_bit_entry(kernel_image: Path) -> None:
+    """PHYS32_ENTRY names a 32-bit physical address inside the executable PT_LOAD segment
+    (a PVH builder loads at the physical addresses, which equal the virtual ones here)."""
+    elf = gzip.decompress(kernel_image.read_bytes())
+    entry = struct.unpack("<I", xen_notes(elf)[NOTE_PHYS32_ENTRY])[0]
+    e_phoff, e_phentsize, e_phnum = (
+        struct.unpack_from("<Q", elf, 32)[0],
+        *struct.unpack_from("<HH", elf, 54),
+    )
+    executable = []
+    for index in range(e_phnum):
+        p_type, p_flags, _, p_vaddr, p_paddr, _, p_memsz = struct.unpack_from(
+            "<IIQQQQQ", elf, e_phoff + index * e_phentsize
+        )
+        if p_type == PT_LOAD and p_flags & 1:
+            assert p_paddr == p_vaddr
+            executable.append((p_paddr, p_paddr + p_memsz))
+    assert any(start <= entry < end for start, end in executable), (hex(entry), executable)
+    e_entry = struct.unpack_from("<Q", elf, 24)[0]
+    assert entry != e_entry, "the PVH entry must be its own 32-bit stub, not the PV _start"
 
 
 def test_image_size_stays_small(kernel_image: Path) -> None:

@@ -1,4 +1,4 @@
-"""Host unit tests of the kernel's pure logic (kernel/common/), built with ASan and UBSan.
+"""Host unit tests of the kernel's pure logic (kernel/logic/), built with ASan and UBSan.
 
 The C code is driven, not mocked: kernel/tests/host/driver.c feeds each step to the real
 state machine and JSON reader and prints what they decided. The tables below are the expected
@@ -56,14 +56,20 @@ C_CASES = (
     "json_members_limit",
     "json_input_not_nul_terminated",
     "proto_struct_fits_budget",
+    "p2m_tree_6_gib",
+    "p2m_tree_64_gib",
+    "p2m_tree_edges",
 )
 
 
 @pytest.fixture(scope="module")
 def c_results(host_build: Path) -> dict[str, str]:
-    result = subprocess.run(
-        [str(host_build / "unit-tests")], capture_output=True, text=True, check=False, timeout=60
-    )
+    return case_results(host_build / "unit-tests", C_CASES)
+
+
+def case_results(binary: Path, cases: tuple[str, ...]) -> dict[str, str]:
+    """Run a C test binary; its "ok NAME" / "FAIL NAME: why" line per case, by name."""
+    result = subprocess.run([str(binary)], capture_output=True, text=True, check=False, timeout=60)
     outcome: dict[str, str] = {}
     for line in result.stdout.splitlines():
         verdict, _, rest = line.partition(" ")
@@ -72,13 +78,45 @@ def c_results(host_build: Path) -> dict[str, str]:
             outcome[name] = line
     failed = sum(1 for line in outcome.values() if line.startswith("FAIL"))
     assert result.returncode == (1 if failed else 0), result.stderr
-    assert set(outcome) == set(C_CASES), "the C test list and C_CASES differ"
+    assert set(outcome) == set(cases), f"the C test list and the table for {binary.name} differ"
     return outcome
 
 
 @pytest.mark.parametrize("case", C_CASES)
 def test_c_unit(c_results: dict[str, str], case: str) -> None:
     assert c_results[case] == f"ok {case}"
+
+
+# --- The xenstore ring client against a fake xenstored (kernel/tests/host/ring_tests.c) --------
+
+RING_CASES = (
+    "ring_indices_wrap_around",
+    "messages_split_over_the_ring_end",
+    "replies_and_events_interleaved",
+    "reply_and_event_in_one_notification",
+    "main_loop_never_sleeps_with_an_event_behind_a_reply",
+    "read_covers_events_queued_before_its_reply",
+    "events_coalesce_per_watch_and_bad_tokens_are_said",
+    "forgetting_an_event_keeps_the_others_in_order",
+    "pipelined_requests_are_answered_in_order",
+    "error_replies_are_returned",
+    "a_send_that_times_out_halfway_is_finished_first",
+    "a_half_sent_request_goes_out_from_the_main_loop",
+    "a_broken_connection_is_said_once",
+    "corrupt_indices_are_never_used",
+    "an_impossible_length_breaks_the_stream_once",
+    "reset_skips_stale_replies_and_forgets_events",
+)
+
+
+@pytest.fixture(scope="module")
+def ring_results(host_build: Path) -> dict[str, str]:
+    return case_results(host_build / "ring-tests", RING_CASES)
+
+
+@pytest.mark.parametrize("case", RING_CASES)
+def test_ring_client(ring_results: dict[str, str], case: str) -> None:
+    assert ring_results[case] == f"ok {case}"
 
 
 # --- JSON reader -------------------------------------------------------------------------------
@@ -392,7 +430,7 @@ def now(action: str) -> Step:
     )
 
 
-REPLY_FOR_ACK = {"ok": "clear", "none": "untouched", "delete": "delete"}
+REPLY_FOR_ACK = {"ok": "clear", "none": "untouched", "delete": "delete", "": "clear"}
 
 
 def fired(ack: str, action: str, by: str = "poweroff") -> Step:
@@ -414,6 +452,18 @@ def fired(ack: str, action: str, by: str = "poweroff") -> Step:
             action=performed,
         ),
     )
+
+
+def armed_and_fired(ack: str, action: str, by: str = "poweroff") -> list[Step]:
+    """Arm (ack, action), then the request `by` fires it: the start of many scenarios."""
+    return [arm(ack, action), fired(ack, action, by=by)]
+
+
+def unknown(shown: str, value: str | bytes | None = None) -> Step:
+    """A control/shutdown value (by default `shown`) that is no request we know: cleared, and
+    said on the console as `shown` (PROTOCOL.md section 2)."""
+    console = (f"unknown shutdown request: {shown}",)
+    return Step("shutdown", shown if value is None else value, Fx(reply="clear", console=console))
 
 
 STATUS_AT_BOOT = Fx(state="ready", armed="", last_error="")
@@ -446,13 +496,7 @@ SCENARIOS: dict[str, list[Step]] = {
     "empty value is not a request": [Step("shutdown", "", NOTHING)],
     "missing key is not a request": [Step("shutdown-missing", "", NOTHING)],
     **{
-        f"unknown request {name}": [
-            Step(
-                "shutdown",
-                value,
-                Fx(reply="clear", console=(f"unknown shutdown request: {shown}",)),
-            )
-        ]
+        f"unknown request {name}": [unknown(shown, value)]
         for name, value, shown in UNKNOWN_REQUESTS
     },
     "a cleared request can be repeated": [
@@ -460,10 +504,10 @@ SCENARIOS: dict[str, list[Step]] = {
         Step("shutdown", ""),
         request("reboot"),
     ],
-    "a refused acknowledgement is not acted on again": [
-        Step("shutdown", "s3", Fx(reply="clear", console=("unknown shutdown request: s3",))),
+    "a refused acknowledgement leaves the request; a later event is a request again": [
+        unknown("s3"),
         Step("refused", "shutdown", NOTHING),
-        Step("shutdown", "s3", NOTHING),
+        unknown("s3"),
         Step("shutdown", "reboot", request("reboot").expect),
     ],
     # Section 3: `when: now` with each action.
@@ -478,50 +522,72 @@ SCENARIOS: dict[str, list[Step]] = {
     # Section 3: `when: onshutdown` with each ack mode and action, fired by a request.
     **{
         f"onshutdown ack={ack} action={a}": [arm(ack, a), fired(ack, a)]
-        for ack in ("ok", "none", "delete", "no-such-thing")
+        for ack in ("ok", "none", "delete", "no-such-thing", "")
         for a in ACTIONS
     },
-    "armed instruction fires on any non-empty request": [
-        arm("ok", "reboot"),
-        fired("ok", "reboot", by="s3"),
-    ],
+    "armed instruction fires on any non-empty request": armed_and_fired("ok", "reboot", by="s3"),
     "armed instruction fires on a request the toolstack repeats": [
-        arm("ok", "ignore"),
-        fired("ok", "ignore", by="reboot"),
+        *armed_and_fired("ok", "ignore", by="reboot"),
         Step("shutdown", ""),
         request("reboot"),
     ],
     "one-shot: the next request after firing is normal": [
-        arm("ok", "ignore"),
-        fired("ok", "ignore"),
+        *armed_and_fired("ok", "ignore"),
         Step("shutdown", ""),
         request("poweroff"),
     ],
-    "ack none: the value left in the key is not acted on again": [
-        arm("none", "ignore"),
-        fired("none", "ignore", by="poweroff"),
-        Step("shutdown", "poweroff", NOTHING),
-        Step("shutdown", "poweroff", NOTHING),
-        request("reboot"),
+    # Section 2, the retry rule: xenopsd rewrites the same value (ring-level coalescing makes
+    # its two oxenstored events one, see test_ring_client).
+    "ack none: a later event that finds the value again is a request (a retry)": [
+        *armed_and_fired("none", "ignore", by="poweroff"),
+        request("poweroff"),
     ],
     "ack none: clearing the key re-arms the same value": [
-        arm("none", "ignore"),
-        fired("none", "ignore", by="poweroff"),
+        *armed_and_fired("none", "ignore", by="poweroff"),
         Step("shutdown", "", NOTHING),
         request("poweroff"),
     ],
     "ack none: deleting the key re-arms the same value": [
-        arm("none", "ignore"),
-        fired("none", "ignore", by="poweroff"),
+        *armed_and_fired("none", "ignore", by="poweroff"),
         Step("shutdown-missing", "", NOTHING),
         request("poweroff"),
     ],
-    "ack string: our own string in the key is not a request": [
-        arm("busy", "ignore"),
-        fired("busy", "ignore", by="reboot"),
+    "ack string: the event of our own write is not a request": [
+        *armed_and_fired("busy", "ignore", by="reboot"),
         Step("shutdown", "busy", NOTHING),
         request("reboot"),
     ],
+    "ack string: only the first event finding our string is ours": [
+        *armed_and_fired("busy", "ignore", by="reboot"),
+        Step("shutdown", "busy", NOTHING),
+        unknown("busy"),
+    ],
+    "ack string: a request written before our own event arrived is a request": [
+        *armed_and_fired("busy", "ignore", by="reboot"),
+        request("poweroff"),
+        unknown("busy"),
+    ],
+    "ack string refused: no event of ours will come, the request stays": [
+        *armed_and_fired("busy", "ignore", by="poweroff"),
+        Step("refused", "shutdown", NOTHING),
+        unknown("busy"),
+    ],
+    "ack string refused, then a cancelled suspend: nothing is re-read or acted on": [
+        *armed_and_fired("foo", "ignore", by="poweroff"),
+        Step("refused", "shutdown", NOTHING),
+        now("suspend"),
+        Step("resume", "cancelled", STATUS_AT_BOOT),
+        Step("status", expect=STATUS_AT_BOOT),
+    ],
+    "ack string refused, then a new domain: its first event finding the request is not one": [
+        *armed_and_fired("foo", "ignore", by="poweroff"),
+        Step("refused", "shutdown", NOTHING),
+        now("suspend"),
+        Step("resume", "new", STATUS_AT_BOOT),
+        Step("shutdown", "poweroff", NOTHING),
+        request("poweroff"),
+    ],
+    'ack "": the same as ok': armed_and_fired("", "reboot"),
     "ack string with escapes is decoded and kept canonical": [
         Step(
             "testing",
@@ -636,19 +702,35 @@ SCENARIOS: dict[str, list[Step]] = {
         now("ignore"),
         Step("status", expect=Fx(state="ready", armed="", last_error="not an object at offset 0")),
     ],
-    "a new domain forgets values left in keys": [
-        arm("none", "ignore"),
-        fired("none", "ignore", by="poweroff"),
+    "a new domain: the re-registered watch's first event finding what we left is not a request": [
+        *armed_and_fired("none", "ignore", by="poweroff"),
         Step("testing", '{"when":"now","action":"suspend"}', now("suspend").expect),
+        Step("resume", "new", STATUS_AT_BOOT),
+        Step("shutdown", "poweroff", NOTHING),
+        request("poweroff"),
+    ],
+    "a new domain: the first event finding another value is a request": [
+        *armed_and_fired("none", "ignore", by="poweroff"),
+        now("suspend"),
+        Step("resume", "new", STATUS_AT_BOOT),
+        request("reboot"),
+    ],
+    "a new domain: our own ack string left in the key is not a request": [
+        *armed_and_fired("busy", "suspend", by="poweroff"),
+        Step("resume", "new", STATUS_AT_BOOT),
+        Step("shutdown", "busy", NOTHING),
+        unknown("busy"),
+    ],
+    "a new domain with nothing left: the first event is a request (obeyed as at boot)": [
+        now("suspend"),
         Step("resume", "new", STATUS_AT_BOOT),
         request("poweroff"),
     ],
-    "a cancelled suspend keeps values left in keys": [
-        arm("none", "ignore"),
-        fired("none", "ignore", by="poweroff"),
+    "after a cancelled suspend an event finding the value left is a request": [
+        *armed_and_fired("none", "ignore", by="poweroff"),
         now("suspend"),
         Step("resume", "cancelled", STATUS_AT_BOOT),
-        Step("shutdown", "poweroff", NOTHING),
+        request("poweroff"),
     ],
 }
 

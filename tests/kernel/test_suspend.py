@@ -79,17 +79,26 @@ def test_checkpoint_resumes_cancelled_in_the_same_domain(
     assert_obeys_a_request(guest, "after-checkpoint")
 
 
-def test_migration_to_the_same_host(lab_host: LabHost, make_guest: GuestFactory) -> None:
-    """`xl migrate` through a local pipe. Live migration of a PV guest needs Xen's log-dirty
-    mode, which for PV guests needs shadow paging; Debian's Xen 4.17 is built without it
-    (CONFIG_SHADOW_PAGING unset, no `shadow` in virt_caps). There the migration must fail
-    before the guest is suspended, and the guest must carry on unharmed."""
+def log_dirty_capabilities(host: LabHost) -> set[str]:
+    """The paging modes in `xl info`'s virt_caps that give a guest log-dirty mode."""
+    for line in host.run("xl info").stdout.splitlines():
+        if line.startswith("virt_caps"):
+            return {"shadow", "hap"} & set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_migration_to_the_same_host(
+    lab_host: LabHost, make_guest: GuestFactory, guest_mode: str
+) -> None:
+    """`xl migrate` through a local pipe. Live migration needs Xen's log-dirty mode: a PV
+    guest gets it only from shadow paging, which Debian's Xen 4.17 is built without
+    (CONFIG_SHADOW_PAGING unset, no `shadow` in virt_caps); a PVH guest also from hardware
+    assisted paging (`hap`), which the lab has. Without it the migration must fail before the
+    guest is suspended, and the guest must carry on unharmed."""
     guest = make_guest("migrate", memory_mib=MEMORY_MIB)
     old_domid = guest.domid()
-    virt_caps = lab_host.run("xl info").stdout
-    live_migration = any(
-        line.startswith("virt_caps") and "shadow" in line.split() for line in virt_caps.splitlines()
-    )
+    capabilities = log_dirty_capabilities(lab_host)
+    live_migration = "shadow" in capabilities or (guest_mode == "pvh" and "hap" in capabilities)
     result = lab_host.run(
         f'xl migrate -s "" {shlex.quote(guest.name)} "xl migrate-receive"',
         check=False,

@@ -126,7 +126,7 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def outcomes(lab_host: LabHost, lab_kernel: str) -> Iterator[dict[str, Outcome]]:
+def outcomes(lab_host: LabHost, lab_kernel: str, guest_mode: str) -> Iterator[dict[str, Outcome]]:
     """Run the whole matrix in one batch: fresh guests for cases that end the domain, one shared
     guest (in SHARED order) for the rest; then one `xl list -v` and one console fetch."""
     stamp = int(time.time()) % 100000
@@ -135,7 +135,7 @@ def outcomes(lab_host: LabHost, lab_kernel: str) -> Iterator[dict[str, Outcome]]
     names = sorted(set(guest_for.values()))
     install_tool(lab_host)
     try:
-        create_guests(lab_host, names, lab_kernel)
+        create_guests(lab_host, names, lab_kernel, guest_mode)
         ids = domids(lab_host, names)
         script = Dom0Script()
         seen_lines: dict[tuple[str, str], int] = {}

@@ -13,6 +13,8 @@ import shlex
 
 from xen_test_lab.dom0_xs import Dom0Script
 from xen_test_lab.lab import LabHost
+from xen_test_vm.toolstack import VmSpec
+from xen_test_vm.xl import xl_config
 
 REMOTE_DIR = "/root/xen-test-vm-tests"
 # Generous: under a loaded TCG host a guest may take seconds to be scheduled.
@@ -36,20 +38,26 @@ def send_message(script: Dom0Script, label: object, domid: int, message: str | b
     script.send((label, "testing-acked"), path, message, ACK_TIMEOUT_MS)
 
 
-def guest_config(name: str, kernel: str, memory_mib: int = 16) -> str:
+def guest_config(name: str, kernel: str, memory_mib: int = 16, mode: str = "pv") -> str:
     """A test guest that stays visible after any shutdown, so the reason can be read."""
-    return (
-        f'name = "{name}"\ntype = "pv"\nkernel = "{kernel}"\nmemory = {memory_mib}\nvcpus = 1\n'
-        'on_poweroff = "preserve"\non_reboot = "preserve"\non_crash = "preserve"\n'
+    spec = VmSpec(
+        name=name,
+        kernel=kernel,
+        memory_mib=memory_mib,
+        on_poweroff="preserve",
+        on_reboot="preserve",
+        on_crash="preserve",
+        mode=mode,
     )
+    return xl_config(spec)
 
 
-def create_guests(host: LabHost, names: list[str], kernel: str) -> None:
+def create_guests(host: LabHost, names: list[str], kernel: str, mode: str = "pv") -> None:
     """`xl create` the guests in one round trip (each boots while the next is created)."""
     script = [f"mkdir -p {REMOTE_DIR}"]
     for name in names:
         config = f"{REMOTE_DIR}/{name}.cfg"
-        script.append(f"cat > {config} <<'EOF'\n{guest_config(name, kernel)}EOF")
+        script.append(f"cat > {config} <<'EOF'\n{guest_config(name, kernel, mode=mode)}EOF")
         script.append(f"xl create -q {config}")
     host.run("\n".join(script), timeout=900)
 

@@ -1,10 +1,12 @@
 /*
- * PV entry point, ELF notes and the hypercall page for x86_64.
+ * ELF notes, page 0, the hypercall page and the boot stack: what both boot modes share.
  *
- * The domain builder reads the notes to decide how to load us, fills the hypercall page, and
- * enters _start with %rsi = start_info (virtual), events masked and a builder-provided stack
- * somewhere after the image. We move to our own stack at once so the stack we run on is part of
- * the image and survives save/restore at a known place.
+ * The domain builder reads the notes to decide how to load us. A PV builder enters _start
+ * (pv/entry.S, XEN_ELFNOTE_ENTRY) and fills the hypercall page itself (HYPERCALL_PAGE); a PVH
+ * builder enters pvh_start (pvh/entry.S, PHYS32_ENTRY) in 32-bit protected mode, and the
+ * kernel asks Xen to fill the same page through the MSR that CPUID names. Both move to
+ * boot_stack at once, so the stack we run on is part of the image and survives save/restore
+ * at a known place.
  */
 #include <xen/elfnote.h>
 
@@ -31,36 +33,34 @@
     xen_note XEN_ELFNOTE_ENTRY,           .quad _start
     xen_note XEN_ELFNOTE_HYPERCALL_PAGE,  .quad hypercall_page
     xen_note XEN_ELFNOTE_SUSPEND_CANCEL,  .long 1
+    xen_note XEN_ELFNOTE_PHYS32_ENTRY,    .long pvh_start
 
 /*
- * Page 0 is part of the image only so that nothing else lives there: arch_start() unmaps it so a
- * NULL dereference faults instead of reading our own code.
+ * Page 0 is part of the image only so that nothing else lives there: both modes leave it
+ * unmapped (PV unmaps it, PVH's page tables never map it) so a NULL dereference faults instead
+ * of reading our own code.
  */
     .section .text.null_page, "ax", @progbits
     .globl null_page
 null_page:
     .skip PAGE_SIZE, 0
 
-/* Xen overwrites this page with 128 stubs of 32 bytes; int3 until then. */
+/* Xen overwrites this page with 128 stubs of 32 bytes (syscall for PV, vmcall or vmmcall for
+ * PVH); int3 until then. */
     .section .text.hypercall_page, "ax", @progbits
     .globl hypercall_page
 hypercall_page:
     .skip PAGE_SIZE, 0xcc
 
-    .section .text.entry, "ax", @progbits
-    .globl _start
-    .type _start, @function
-_start:
-    cld
-    lea boot_stack_top(%rip), %rsp
-    xor %ebp, %ebp
-    mov %rsi, %rdi
-    call arch_start
-    ud2
-    .size _start, . - _start
-
+/*
+ * The page under the stack is unmapped at boot (pv_start): an overflow faults there instead of
+ * silently overwriting whatever the linker put below (shared info's event bitmaps, once).
+ */
     .section .bss.stack, "aw", @nobits
     .p2align 12
+    .globl boot_stack_guard
+boot_stack_guard:
+    .skip PAGE_SIZE
     .globl boot_stack
 boot_stack:
     .skip 4 * PAGE_SIZE

@@ -1,13 +1,15 @@
 /*
  * A fault in the test kernel is a bug in it: say exactly what happened on the console, flush it,
- * and crash the domain so the toolstack (and on_crash="preserve") shows it.
+ * and crash the domain so the toolstack (and on_crash="preserve") shows it. The same in both
+ * boot modes; only how the handlers are registered (pv/traps.c, pvh/traps.c) and where the
+ * page-fault address comes from differ.
  */
 #include <stdint.h>
 
 #include "arch/hypercall.h"
 #include "arch/traps.h"
+#include "kernel.h"
 #include "xen/console.h"
-#include "xen/shared_info.h"
 
 struct exception_frame {
     uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
@@ -18,52 +20,6 @@ struct exception_frame {
 
 #define X86_EXC_PF 14
 
-void entry_divide_error(void);
-void entry_debug(void);
-void entry_int3(void);
-void entry_overflow(void);
-void entry_bounds(void);
-void entry_invalid_op(void);
-void entry_device_not_available(void);
-void entry_coprocessor_segment(void);
-void entry_invalid_tss(void);
-void entry_segment_not_present(void);
-void entry_stack_segment(void);
-void entry_general_protection(void);
-void entry_page_fault(void);
-void entry_spurious_interrupt(void);
-void entry_coprocessor_error(void);
-void entry_alignment_check(void);
-void entry_machine_check(void);
-void entry_simd_error(void);
-void entry_virtualisation(void);
-void entry_control_protection(void);
-
-/* Not const: Xen reads it through a guest handle, and the trailing zero entry ends the table. */
-static struct trap_info trap_table[] = {
-    {0, 0, FLAT_KERNEL_CS, (unsigned long)entry_divide_error},
-    {1, 0, FLAT_KERNEL_CS, (unsigned long)entry_debug},
-    {3, 3, FLAT_KERNEL_CS, (unsigned long)entry_int3},
-    {4, 3, FLAT_KERNEL_CS, (unsigned long)entry_overflow},
-    {5, 3, FLAT_KERNEL_CS, (unsigned long)entry_bounds},
-    {6, 0, FLAT_KERNEL_CS, (unsigned long)entry_invalid_op},
-    {7, 0, FLAT_KERNEL_CS, (unsigned long)entry_device_not_available},
-    {9, 0, FLAT_KERNEL_CS, (unsigned long)entry_coprocessor_segment},
-    {10, 0, FLAT_KERNEL_CS, (unsigned long)entry_invalid_tss},
-    {11, 0, FLAT_KERNEL_CS, (unsigned long)entry_segment_not_present},
-    {12, 0, FLAT_KERNEL_CS, (unsigned long)entry_stack_segment},
-    {13, 0, FLAT_KERNEL_CS, (unsigned long)entry_general_protection},
-    {14, 0, FLAT_KERNEL_CS, (unsigned long)entry_page_fault},
-    {15, 0, FLAT_KERNEL_CS, (unsigned long)entry_spurious_interrupt},
-    {16, 0, FLAT_KERNEL_CS, (unsigned long)entry_coprocessor_error},
-    {17, 0, FLAT_KERNEL_CS, (unsigned long)entry_alignment_check},
-    {18, 0, FLAT_KERNEL_CS, (unsigned long)entry_machine_check},
-    {19, 0, FLAT_KERNEL_CS, (unsigned long)entry_simd_error},
-    {20, 0, FLAT_KERNEL_CS, (unsigned long)entry_virtualisation},
-    {21, 0, FLAT_KERNEL_CS, (unsigned long)entry_control_protection},
-    {0, 0, 0, 0},
-};
-
 static const char *const exception_names[] = {
     "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range",
     "invalid opcode", "device not available", "double fault", "coprocessor segment overrun",
@@ -71,11 +27,6 @@ static const char *const exception_names[] = {
     "page fault", "spurious interrupt", "x87 error", "alignment check", "machine check",
     "SIMD error", "virtualisation exception", "control protection",
 };
-
-void traps_init(void)
-{
-    hypervisor_set_trap_table(trap_table);
-}
 
 __attribute__((noreturn)) static void crash_domain(void)
 {
@@ -99,9 +50,9 @@ void do_exception(const struct exception_frame *f)
                            : "unknown exception";
     console_printf("FATAL: %s (vector %lu, error code 0x%lx) at rip 0x%016lx", name,
                    (unsigned long)f->vector, (unsigned long)f->error_code, (unsigned long)f->rip);
-    if (f->vector == X86_EXC_PF && shared_info_mapped())
-        console_printf("FATAL: faulting address (cr2) 0x%016lx",
-                       (unsigned long)shared_info()->vcpu_info[0].arch.cr2);
+    unsigned long address;
+    if (f->vector == X86_EXC_PF && arch->fault_address(&address))
+        console_printf("FATAL: faulting address (cr2) 0x%016lx", address);
     console_printf("rax %016lx rbx %016lx rcx %016lx rdx %016lx", (unsigned long)f->rax,
                    (unsigned long)f->rbx, (unsigned long)f->rcx, (unsigned long)f->rdx);
     console_printf("rsi %016lx rdi %016lx rbp %016lx rsp %016lx", (unsigned long)f->rsi,
@@ -110,7 +61,7 @@ void do_exception(const struct exception_frame *f)
                    (unsigned long)f->r9, (unsigned long)f->r10, (unsigned long)f->r11);
     console_printf("r12 %016lx r13 %016lx r14 %016lx r15 %016lx", (unsigned long)f->r12,
                    (unsigned long)f->r13, (unsigned long)f->r14, (unsigned long)f->r15);
-    /* Xen keeps the saved event mask in the upper half of the cs slot. */
+    /* PV: Xen keeps the saved event mask in the upper half of the cs slot. */
     console_printf("cs %04lx ss %04lx rflags %08lx; crashing the domain",
                    (unsigned long)(f->cs & 0xffff), (unsigned long)(f->ss & 0xffff),
                    (unsigned long)f->rflags);

@@ -3,7 +3,7 @@
  *
  * Why: under QEMU TCG every process dom0 starts costs a few hundred milliseconds
  * (xenstore-read, xl), far more than the kernel takes to answer. This tool talks to xenstored's
- * socket directly, with the kernel's own wire codec (kernel/common/xs_wire.c), waits on watches
+ * socket directly, with the kernel's own wire codec (kernel/logic/xs_wire.c), waits on watches
  * instead of sleeping, and times acknowledgements with CLOCK_MONOTONIC. Static, so it runs in
  * the lab's dom0 whatever libraries are there.
  *
@@ -17,6 +17,20 @@
  *   lines FILE HEX_LINE COUNT TIMEOUT_MS -> "ok N" | "timeout N"  (lines equal to LINE, \r ignored)
  *   send PATH HEX TIMEOUT_MS           -> "ok US" | "timeout" | "error ENAME"  (write, wait for "")
  *   acktime PATH HEX N TIMEOUT_MS      -> "acktime US..."  (N times: write, wait until "")
+ *   txrewrite PATH HEX                 -> "ok" | "error ENAME"   (rm + write in one transaction,
+ *                                         retried on EAGAIN: how xenopsd asks and retries)
+ *   floor PATH N TIMEOUT_MS            -> "floor US..."  (N times: write PATH, wait for our own
+ *                                         watch event on it: dom0's xenstore round trip)
+ *   pairs HOME N TIMEOUT_MS            -> "pairs OK FAILED MAX_US MEDIAN_US [i S T]" (N times: write
+ *                                         control/shutdown=s3 and control/testing={"when":"now",
+ *                                         "action":"ignore"} back to back, wait until both are "";
+ *                                         the first failure's index and values (hex, - missing))
+ *   race NAME N GAP_US TIMEOUT_MS      -> "race OK N" | "race FAIL i GAP_US WHY" (N times: write
+ *                                         s3, then after a gap swept 0..GAP_US and before the
+ *                                         first reply, reboot; the domain must go away; then
+ *                                         wait for its next incarnation to be ready)
+ *   resume DOMID                       -> "ok" | "error ENAME"   (XS_RESUME, as after
+ *                                         xc_domain_resume at the end of a checkpoint)
  * Output: one line per command.
  */
 #define _GNU_SOURCE
@@ -39,6 +53,8 @@
 static int sock = -1;
 static uint32_t next_req = 1;
 static unsigned events; /* watch events seen since the last reset */
+static const char *event_path; /* events on this path are counted in path_events */
+static unsigned path_events;
 static uint8_t msgbuf[XSW_MESSAGE_MAX];
 static char valbuf[XENSTORE_PAYLOAD_MAX + 1];
 
@@ -100,28 +116,49 @@ static void recv_message(struct xsw_msg *msg)
         errno = EPROTO;
         die("decode");
     }
-    if (msg->type == XS_WATCH_EVENT)
+    if (msg->type == XS_WATCH_EVENT) {
         events++;
+        if (event_path && msg->len > strlen(event_path) && !strcmp(msg->payload, event_path))
+            path_events++;
+    }
 }
 
-/* Send a request and return its reply (watch events in between are counted). */
-static enum xsw_error request(uint32_t type, const struct xsw_arg *args, size_t nargs,
-                              struct xsw_msg *reply)
+/* Send a request without waiting; returns its id (replies come in order). */
+static uint32_t send_request(uint32_t type, uint32_t tx, const struct xsw_arg *args, size_t nargs)
 {
     static uint8_t out[XSW_MESSAGE_MAX];
     uint32_t id = next_req++;
-    size_t n = xsw_encode(out, sizeof(out), type, id, 0, args, nargs);
+    size_t n = xsw_encode(out, sizeof(out), type, id, tx, args, nargs);
 
     if (!n) {
         errno = E2BIG;
         die("encode");
     }
     send_all(out, n);
+    return id;
+}
+
+/* The reply to request id (watch events in between are counted). */
+static enum xsw_error await_reply(uint32_t id, struct xsw_msg *reply)
+{
     for (;;) {
         recv_message(reply);
         if (reply->type != XS_WATCH_EVENT && reply->req_id == id)
             return xsw_reply_error(reply);
     }
+}
+
+static enum xsw_error request_tx(uint32_t type, uint32_t tx, const struct xsw_arg *args,
+                                 size_t nargs, struct xsw_msg *reply)
+{
+    return await_reply(send_request(type, tx, args, nargs), reply);
+}
+
+/* Send a request and return its reply (watch events in between are counted). */
+static enum xsw_error request(uint32_t type, const struct xsw_arg *args, size_t nargs,
+                              struct xsw_msg *reply)
+{
+    return request_tx(type, 0, args, nargs, reply);
 }
 
 static struct xsw_arg str_arg(const char *s)
@@ -172,6 +209,18 @@ static void wait_event(uint64_t deadline)
         recv_message(&msg);
 }
 
+/*
+ * Sleep for an event only if none came since `seen` (a value of `events`): an event that arrived
+ * while a read awaited its reply was taken off the socket already, and the change it announced
+ * may be newer than a value read before it. (Sleeping anyway lost wakeups here: the pairs test
+ * saw both keys "" only at its deadline, 36 of 300 times.)
+ */
+static void wait_event_since(unsigned seen, uint64_t deadline)
+{
+    if (events == seen)
+        wait_event(deadline);
+}
+
 static size_t unhex(const char *hex, char *out)
 {
     size_t n = 0;
@@ -212,11 +261,13 @@ static bool wait_watched(const char *path, const char *want, size_t want_len, un
     uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
 
     for (;;) {
+        unsigned seen = events;
+
         if (matches(path, want, want_len, got))
             return true;
         if (now_us() >= deadline)
             return false;
-        wait_event(deadline);
+        wait_event_since(seen, deadline);
     }
 }
 
@@ -224,17 +275,29 @@ static bool wait_watched(const char *path, const char *want, size_t want_len, un
  * Watches stay registered until the tool exits: a script waits on the same few keys hundreds of
  * times, and a watch costs two round trips. Stale events only cause an extra read.
  */
+static char watched[64][256];
+static unsigned watched_count;
+
 static void ensure_watch(const char *path)
 {
-    static char watched[64][256];
-    static unsigned count;
-
-    for (unsigned i = 0; i < count; i++)
+    for (unsigned i = 0; i < watched_count; i++)
         if (!strcmp(watched[i], path))
             return;
     xs_watch(XS_WATCH, path);
-    if (count < 64 && strlen(path) < sizeof(watched[0]))
-        strcpy(watched[count++], path);
+    if (watched_count < 64 && strlen(path) < sizeof(watched[0]))
+        strcpy(watched[watched_count++], path);
+}
+
+/* After XS_UNWATCH: a later ensure_watch registers it again. */
+static void forget_watch(const char *path)
+{
+    for (unsigned i = 0; i < watched_count; i++) {
+        if (!strcmp(watched[i], path)) {
+            watched_count--;
+            memmove(watched[i], watched[i + 1], (watched_count - i) * sizeof(watched[0]));
+            return;
+        }
+    }
 }
 
 static bool wait_value(const char *path, const char *want, size_t want_len, unsigned timeout_ms,
@@ -286,6 +349,243 @@ static void cmd_domid(const char *name)
         }
     }
     puts("error ENOENT");
+}
+
+static struct xsw_arg value_arg(const char *value, size_t len)
+{
+    return (struct xsw_arg){ .data = value, .len = len, .nul_terminated = false };
+}
+
+/* xenopsd's request: remove the key and write it again in one transaction. */
+static enum xsw_error cmd_txrewrite(const char *path, const char *value, size_t len)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        struct xsw_arg empty = str_arg(""), commit = str_arg("T"), p = str_arg(path);
+        struct xsw_arg w[2] = { str_arg(path), value_arg(value, len) };
+        struct xsw_msg reply;
+        enum xsw_error err = request(XS_TRANSACTION_START, &empty, 1, &reply);
+        uint32_t tx;
+
+        if (err != XSW_OK)
+            return err;
+        tx = (uint32_t)strtoul(reply.payload, NULL, 10);
+        err = request_tx(XS_RM, tx, &p, 1, &reply);
+        if (err == XSW_OK || err == XSW_ENOENT)
+            err = request_tx(XS_WRITE, tx, w, 2, &reply);
+        if (err != XSW_OK) {
+            commit = str_arg("F");
+            request_tx(XS_TRANSACTION_END, tx, &commit, 1, &reply);
+            return err;
+        }
+        err = request_tx(XS_TRANSACTION_END, tx, &commit, 1, &reply);
+        if (err != XSW_EAGAIN)
+            return err;
+    }
+    return XSW_EAGAIN;
+}
+
+static void cmd_floor(const char *path, int rounds, unsigned timeout_ms)
+{
+    char value[32];
+
+    ensure_watch(path);
+    event_path = path;
+    printf("floor");
+    for (int i = 0; i < rounds; i++) {
+        uint64_t t0, deadline;
+        int n = snprintf(value, sizeof(value), "%d", i);
+
+        path_events = 0;
+        t0 = now_us();
+        deadline = t0 + (uint64_t)timeout_ms * 1000u;
+        if (xs_write(path, value, (size_t)n) != XSW_OK) {
+            printf(" error");
+            break;
+        }
+        while (path_events == 0 && now_us() < deadline)
+            wait_event(deadline);
+        if (path_events == 0) {
+            printf(" timeout");
+            break;
+        }
+        printf(" %llu", (unsigned long long)(now_us() - t0));
+    }
+    event_path = NULL;
+    putchar('\n');
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void cmd_pairs(const char *home, int rounds, unsigned timeout_ms)
+{
+    static const char message[] = "{\"when\":\"now\",\"action\":\"ignore\"}";
+    char shutdown[256], testing[256];
+    uint64_t worst = 0;
+    int ok = 0, failed = 0, first_failure = -1;
+    long first_shutdown = 0, first_testing = 0;
+    static char first_values[2][XENSTORE_PAYLOAD_MAX + 1];
+    static uint64_t times[4096];
+    size_t times_count = 0;
+
+    snprintf(shutdown, sizeof(shutdown), "%s/control/shutdown", home);
+    snprintf(testing, sizeof(testing), "%s/control/testing", home);
+    ensure_watch(shutdown);
+    ensure_watch(testing);
+    for (int i = 0; i < rounds; i++) {
+        struct xsw_arg a[2] = { str_arg(shutdown), value_arg("s3", 2) };
+        struct xsw_arg b[2] = { str_arg(testing), value_arg(message, sizeof(message) - 1) };
+        struct xsw_msg reply;
+        uint64_t t0 = now_us(), deadline = t0 + (uint64_t)timeout_ms * 1000u;
+        uint32_t first = send_request(XS_WRITE, 0, a, 2), second = send_request(XS_WRITE, 0, b, 2);
+        long got_shutdown = -1, got_testing = -1;
+        bool done = false;
+
+        if (await_reply(first, &reply) != XSW_OK || await_reply(second, &reply) != XSW_OK) {
+            printf("pairs error write\n");
+            return;
+        }
+        for (;;) {
+            unsigned seen = events;
+            bool s_ok = matches(shutdown, "", 0, &got_shutdown);
+            if (!s_ok && got_shutdown >= 0)
+                memcpy(first_values[0], valbuf, (size_t)got_shutdown + 1);
+            bool t_ok = matches(testing, "", 0, &got_testing);
+            if (s_ok && t_ok) {
+                done = true;
+                break;
+            }
+            if (now_us() >= deadline)
+                break;
+            wait_event_since(seen, deadline);
+        }
+        uint64_t took = now_us() - t0;
+        worst = took > worst ? took : worst;
+        if (times_count < sizeof(times) / sizeof(times[0]))
+            times[times_count++] = took;
+        if (done && took <= (uint64_t)timeout_ms * 1000u) {
+            ok++;
+            continue;
+        }
+        failed++;
+        if (first_failure < 0) {
+            first_failure = i;
+            first_shutdown = got_shutdown;
+            first_testing = got_testing;
+            if (got_testing >= 0)
+                memcpy(first_values[1], valbuf, (size_t)got_testing + 1);
+        }
+        /* Let the guest catch up before the next pair, so one failure is not counted twice. */
+        wait_value(shutdown, "", 0, 10000, &got_shutdown);
+        wait_value(testing, "", 0, 10000, &got_testing);
+    }
+    qsort(times, times_count, sizeof(times[0]), compare_u64);
+    printf("pairs %d %d %llu %llu", ok, failed, (unsigned long long)worst,
+           (unsigned long long)(times_count ? times[times_count / 2] : 0));
+    if (first_failure >= 0) {
+        printf(" %d ", first_failure);
+        if (first_shutdown < 0)
+            putchar('-');
+        else
+            print_hex(first_values[0], (size_t)first_shutdown);
+        putchar(' ');
+        if (first_testing < 0)
+            putchar('-');
+        else
+            print_hex(first_values[1], (size_t)first_testing);
+    }
+    putchar('\n');
+}
+
+/* The domid of the domain called name other than not_this, or -1. */
+static long find_domid(const char *name, long not_this)
+{
+    struct xsw_arg a = str_arg("/local/domain");
+    struct xsw_msg reply;
+    static char list[XENSTORE_PAYLOAD_MAX + 1];
+    char path[128];
+    size_t len;
+
+    if (request(XS_DIRECTORY, &a, 1, &reply) != XSW_OK)
+        return -1;
+    len = reply.len;
+    memcpy(list, reply.payload, len);
+    for (size_t i = 0; i < len; i += strlen(list + i) + 1) {
+        enum xsw_error err;
+        long d = atol(list + i);
+
+        snprintf(path, sizeof(path), "/local/domain/%s/name", list + i);
+        if (d != not_this && xs_read(path, &err) >= 0 && strcmp(valbuf, name) == 0)
+            return d;
+    }
+    return -1;
+}
+
+/* Wait until a domain called name (other than not_this) exists and is ready. */
+static long wait_incarnation(const char *name, long not_this, unsigned timeout_ms)
+{
+    uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+    char path[128];
+    long d, got;
+
+    while ((d = find_domid(name, not_this)) < 0) {
+        if (now_us() >= deadline)
+            return -1;
+        usleep(20000);
+    }
+    snprintf(path, sizeof(path), "/local/domain/%ld/data/test-vm/state", d);
+    if (!wait_value(path, "ready", 5, (unsigned)((deadline - now_us()) / 1000 + 1), &got))
+        return -1;
+    return d;
+}
+
+static void cmd_race(const char *name, int rounds, unsigned gap_max_us, unsigned timeout_ms)
+{
+    long domid;
+
+    /* Fires when a domain is destroyed: the wait for the old home to go away needs it. */
+    ensure_watch("@releaseDomain");
+    domid = wait_incarnation(name, -1, timeout_ms);
+
+    for (int i = 0; i < rounds; i++) {
+        unsigned gap = rounds > 1 ? (unsigned)((uint64_t)gap_max_us * (unsigned)i /
+                                               (unsigned)(rounds - 1)) : 0;
+        char path[128];
+        struct xsw_msg reply;
+        long got;
+
+        if (domid < 0) {
+            printf("race FAIL %d %u no-ready-guest\n", i, gap);
+            return;
+        }
+        snprintf(path, sizeof(path), "/local/domain/%ld/control/shutdown", domid);
+        struct xsw_arg a[2] = { str_arg(path), value_arg("s3", 2) };
+        struct xsw_arg b[2] = { str_arg(path), value_arg("reboot", 6) };
+        uint32_t first = send_request(XS_WRITE, 0, a, 2);
+        uint64_t until = now_us() + gap;
+        while (now_us() < until)
+            ;
+        uint32_t second = send_request(XS_WRITE, 0, b, 2);
+        if (await_reply(first, &reply) != XSW_OK || await_reply(second, &reply) != XSW_OK) {
+            printf("race FAIL %d %u write-refused\n", i, gap);
+            return;
+        }
+        /* Rebooting: the domain and its home go away. */
+        if (!wait_value(path, NULL, 0, timeout_ms, &got)) {
+            printf("race FAIL %d %u %s\n", i, gap,
+                   got == 0 ? "cleared-without-rebooting" : "not-acknowledged");
+            return;
+        }
+        struct xsw_arg w[2] = { str_arg(path), str_arg(WATCH_TOKEN) };
+        request(XS_UNWATCH, w, 2, &reply);
+        forget_watch(path);
+        domid = wait_incarnation(name, domid, 60000);
+    }
+    printf("race OK %d\n", rounds);
 }
 
 static char *next_word(char **p)
@@ -408,6 +708,34 @@ int main(void)
                 printf(" %llu", (unsigned long long)(now_us() - t0));
             }
             putchar('\n');
+        } else if (!strcmp(cmd, "txrewrite")) {
+            char *path = next_word(&p);
+            size_t n = unhex(next_word(&p), value);
+
+            err = cmd_txrewrite(path, value, n);
+            printf(err == XSW_OK ? "ok\n" : "error %s\n", xsw_error_name(err));
+        } else if (!strcmp(cmd, "floor")) {
+            char *path = next_word(&p);
+            int rounds = atoi(next_word(&p));
+
+            cmd_floor(path, rounds, (unsigned)atoi(next_word(&p)));
+        } else if (!strcmp(cmd, "pairs")) {
+            char *home = next_word(&p);
+            int rounds = atoi(next_word(&p));
+
+            cmd_pairs(home, rounds, (unsigned)atoi(next_word(&p)));
+        } else if (!strcmp(cmd, "race")) {
+            char *name = next_word(&p);
+            int rounds = atoi(next_word(&p));
+            unsigned gap = (unsigned)atoi(next_word(&p));
+
+            cmd_race(name, rounds, gap, (unsigned)atoi(next_word(&p)));
+        } else if (!strcmp(cmd, "resume")) {
+            struct xsw_arg a = str_arg(next_word(&p));
+            struct xsw_msg reply;
+
+            err = request(XS_RESUME, &a, 1, &reply);
+            printf(err == XSW_OK ? "ok\n" : "error %s\n", xsw_error_name(err));
         } else if (*cmd) {
             printf("error unknown command %s\n", cmd);
         }

@@ -10,33 +10,11 @@
 
 #include "json.h"
 #include "kstring.h"
+#include "p2m_tree.h"
 #include "protocol.h"
 #include "xs_wire.h"
 
-static int failures;
-static const char *current;
-static bool current_failed;
-
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond) && !current_failed) {                                                         \
-            printf("FAIL %s: %s (line %d)\n", current, #cond, __LINE__);                          \
-            current_failed = true;                                                                \
-        }                                                                                         \
-    } while (0)
-
-#define CASE(name) static void name(void)
-
-static void run(const char *name, void (*fn)(void))
-{
-    current = name;
-    current_failed = false;
-    fn();
-    if (current_failed)
-        failures++;
-    else
-        printf("ok %s\n", name);
-}
+#include "check.h"
 
 static uint8_t buf[XSW_MESSAGE_MAX + 64];
 
@@ -372,9 +350,73 @@ CASE(json_input_not_nul_terminated)
 
 CASE(proto_struct_fits_budget)
 {
-    /* The kernel keeps one struct proto in .bss: keep its size deliberate. */
+    /* The kernel keeps two struct proto in .bss (one to decide on): keep its size deliberate. */
     CHECK(sizeof(struct proto) < 32 * 1024);
     CHECK(sizeof(struct proto_effects) < 2 * 1024);
+}
+
+/* A made-up machine layout: every p2m page somewhere else, none at MFN 0. */
+static unsigned long fake_p2m_page_mfn(unsigned long page, void *ctx)
+{
+    return *(const unsigned long *)ctx + page * 7 + 3;
+}
+
+static unsigned long frame_list[P2M_PER_PAGE];
+static unsigned long top[P2M_PER_PAGE];
+static unsigned long list_mfns[P2M_MAX_LIST_PAGES];
+
+/* Build the whole tree for nr_pfns and check every entry a save would follow. */
+static void check_tree(unsigned long nr_pfns, unsigned long want_p2m_pages,
+                       unsigned long want_list_pages)
+{
+    unsigned long base = 0x40000;
+    struct p2m_tree tree;
+    unsigned long covered = 0;
+
+    CHECK(p2m_tree_layout(nr_pfns, &tree));
+    CHECK(tree.nr_pfns == nr_pfns);
+    CHECK(tree.p2m_pages == want_p2m_pages && tree.list_pages == want_list_pages);
+    for (unsigned long list = 0; list < tree.list_pages; list++) {
+        p2m_tree_fill_list(&tree, list, fake_p2m_page_mfn, &base, frame_list);
+        for (unsigned long i = 0; i < P2M_PER_PAGE; i++) {
+            unsigned long page = list * P2M_PER_PAGE + i;
+            if (page < tree.p2m_pages) {
+                CHECK(frame_list[i] == base + page * 7 + 3);
+                covered += P2M_PER_PAGE;
+            } else {
+                CHECK(frame_list[i] == 0);
+            }
+        }
+        list_mfns[list] = 0x900000 + list;
+    }
+    /* Every PFN's p2m entry is reachable through the tree. */
+    CHECK(covered >= nr_pfns && covered - nr_pfns < P2M_PER_PAGE);
+    p2m_tree_fill_top(&tree, list_mfns, top);
+    for (unsigned long i = 0; i < P2M_PER_PAGE; i++)
+        CHECK(top[i] == (i < tree.list_pages ? 0x900000 + i : 0));
+}
+
+CASE(p2m_tree_6_gib)
+{
+    /* 1.5 Mi PFNs: 3072 p2m pages, 6 frame lists (more than the 4 the kernel once had). */
+    check_tree(6UL << 18, 3072, 6);
+}
+
+CASE(p2m_tree_64_gib)
+{
+    check_tree(64UL << 18, 32768, 64);
+}
+
+CASE(p2m_tree_edges)
+{
+    struct p2m_tree tree;
+
+    check_tree(1024, 2, 1);              /* 4 MiB, the smallest guest */
+    check_tree(512 * 512, 512, 1);       /* exactly one frame list */
+    check_tree(512 * 512 + 1, 513, 2);   /* one PFN more */
+    check_tree(P2M_MAX_PFNS, 512 * 512, 512);
+    CHECK(!p2m_tree_layout(P2M_MAX_PFNS + 1, &tree));
+    CHECK(tree.nr_pfns == P2M_MAX_PFNS && tree.list_pages == P2M_MAX_LIST_PAGES);
 }
 
 int main(void)
@@ -406,6 +448,9 @@ int main(void)
     run("json_members_limit", json_members_limit);
     run("json_input_not_nul_terminated", json_input_not_nul_terminated);
     run("proto_struct_fits_budget", proto_struct_fits_budget);
+    run("p2m_tree_6_gib", p2m_tree_6_gib);
+    run("p2m_tree_64_gib", p2m_tree_64_gib);
+    run("p2m_tree_edges", p2m_tree_edges);
     printf("%d failed\n", failures);
     return failures ? 1 : 0;
 }

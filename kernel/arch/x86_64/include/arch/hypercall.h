@@ -1,7 +1,8 @@
 /*
  * Hypercalls through the hypercall page Xen filled in: stub n lives at hypercall_page + n * 32.
  * Arguments go in rdi, rsi, rdx, r10, r8; Xen may clobber the argument registers (debug builds
- * poison them), and the stubs use syscall, which clobbers rcx and r11.
+ * poison them), and the PV stubs use syscall, which clobbers rcx and r11 (the PVH stubs use
+ * vmcall or vmmcall: the same call works in both modes).
  */
 #ifndef XTV_ARCH_HYPERCALL_H
 #define XTV_ARCH_HYPERCALL_H
@@ -47,6 +48,16 @@ static inline long hypervisor_event_channel_op(int cmd, void *arg)
     return hypercall2(__HYPERVISOR_event_channel_op, (unsigned long)cmd, (unsigned long)arg);
 }
 
+static inline long hypervisor_memory_op(int cmd, void *arg)
+{
+    return hypercall2(__HYPERVISOR_memory_op, (unsigned long)cmd, (unsigned long)arg);
+}
+
+static inline long hypervisor_hvm_op(int cmd, void *arg)
+{
+    return hypercall2(__HYPERVISOR_hvm_op, (unsigned long)cmd, (unsigned long)arg);
+}
+
 static inline long hypervisor_update_va_mapping(unsigned long va, uint64_t pte,
                                                 unsigned long flags)
 {
@@ -59,8 +70,9 @@ static inline long hypervisor_set_trap_table(const struct trap_info *table)
 }
 
 /*
- * SCHEDOP_shutdown with reason suspend: Xen wants the start_info MFN in the third argument so
- * the toolstack can find and rewrite it. Returns 0 in a new domain, 1 when cancelled.
+ * SCHEDOP_shutdown with reason suspend: a PV guest passes its start_info MFN in the third
+ * argument so the toolstack can find and rewrite it (PVH: 0, unused). Returns 0 in a new
+ * domain, 1 when cancelled.
  */
 static inline long hypervisor_suspend(unsigned long start_info_mfn)
 {

@@ -2,10 +2,8 @@
  * Pseudo-physical <-> machine frame translation and the p2m frame lists a PV guest publishes
  * for save/migration.
  */
-#ifndef XTV_XEN_MEMORY_H
-#define XTV_XEN_MEMORY_H
-
-#include <stdbool.h>
+#ifndef XTV_PV_MEMORY_H
+#define XTV_PV_MEMORY_H
 
 #include "xen/xen_headers.h"
 
@@ -30,8 +28,8 @@ void *mfn_to_virt(unsigned long mfn);
 
 /* Record start_info. */
 void memory_init(start_info_t *start_info);
-/* Publish max_pfn and the frame-list tree in shared info (needs shared info mapped). */
+/* Publish max_pfn and the frame-list tree in shared info (needs shared info mapped): at boot
+ * and after every resume, since a restore gives every page a new MFN. */
 void memory_publish_p2m(void);
-void memory_resume(bool new_domain);
 
 #endif

@@ -4,7 +4,7 @@
  * Pure code: compiles freestanding for the kernel and with libc on the host (unit tests, fuzzing).
  * Every name carries a k prefix so the host build never collides with libc's memcpy, strlen, ...
  * (gcc may still emit calls to memcpy/memset for struct copies: the kernel build provides those,
- * see cc_runtime.c).
+ * see lib/cc_runtime.c).
  */
 #ifndef XTV_KSTRING_H
 #define XTV_KSTRING_H

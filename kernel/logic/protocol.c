@@ -201,6 +201,8 @@ void proto_init(struct proto *p)
     p->armed_json[0] = '\0';
     p->suspending = false;
     p->shutdown_left = PROTO_LEFT_NOTHING;
+    p->shutdown_own_write = false;
+    p->shutdown_after_resume = false;
     p->shutdown_seen_len = 0;
     p->shutdown_reply_len = 0;
     p->testing_left = PROTO_LEFT_NOTHING;
@@ -302,8 +304,7 @@ static bool read_message(struct proto *p, const char *value, size_t len, struct 
         return true; /* ack is ignored with now, whatever it holds */
     if (!string_field(p, "ack", &ack))
         return false;
-    if (ack->str_len == 0)
-        return reject(p, "empty ", "ack", NULL, 0);
+    /* "" is an ack string like any other: writing it is the normal acknowledgement. */
     if (kstreq(ack->str, ack->str_len, "ok")) {
         msg->ack = PROTO_ACK_OK;
     } else if (kstreq(ack->str, ack->str_len, "none")) {
@@ -420,12 +421,17 @@ static void fire_armed(struct event *ev)
         out->shutdown_reply = PROTO_REPLY_DELETE;
         break;
     case PROTO_ACK_STRING:
+        if (p->armed_ack_string_len == 0) {
+            out->shutdown_reply = PROTO_REPLY_CLEAR;
+            break;
+        }
         kmemcpy(p->shutdown_reply, p->armed_ack_string, p->armed_ack_string_len);
         p->shutdown_reply_len = p->armed_ack_string_len;
         out->shutdown_reply = PROTO_REPLY_WRITE;
         out->shutdown_value = p->shutdown_reply;
         out->shutdown_value_len = p->shutdown_reply_len;
         p->shutdown_left = PROTO_LEFT_REPLY;
+        p->shutdown_own_write = true;
         break;
     }
     /* One-shot: the instruction is gone before its action runs. */
@@ -434,6 +440,23 @@ static void fire_armed(struct event *ev)
     status_armed(ev);
     status_state(ev);
     perform(ev, word_action(p->armed_word));
+}
+
+/* Is this event the echo of something we did rather than a request (protocol.h)? */
+static bool echo_of_ours(struct proto *p, const char *value, size_t len)
+{
+    bool own_write = p->shutdown_own_write, after_resume = p->shutdown_after_resume;
+
+    p->shutdown_own_write = false;
+    p->shutdown_after_resume = false;
+    bool reply_there = p->shutdown_left == PROTO_LEFT_REPLY &&
+                       same_value(value, len, p->shutdown_reply, p->shutdown_reply_len);
+    if (own_write && reply_there)
+        return true;
+    if (!after_resume)
+        return false;
+    return reply_there || (p->shutdown_left == PROTO_LEFT_SEEN &&
+                           same_value(value, len, p->shutdown_seen, p->shutdown_seen_len));
 }
 
 void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool present,
@@ -446,13 +469,11 @@ void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool pres
     if (!present || len == 0) {
         /* Not a request (our own acknowledgement, or the key went away): the key changed. */
         p->shutdown_left = PROTO_LEFT_NOTHING;
+        p->shutdown_own_write = false;
+        p->shutdown_after_resume = false;
         goto done;
     }
-    if (p->shutdown_left == PROTO_LEFT_SEEN &&
-        same_value(value, len, p->shutdown_seen, p->shutdown_seen_len))
-        goto done;
-    if (p->shutdown_left == PROTO_LEFT_REPLY &&
-        same_value(value, len, p->shutdown_reply, p->shutdown_reply_len))
+    if (echo_of_ours(p, value, len))
         goto done;
     p->shutdown_left = PROTO_LEFT_NOTHING;
     p->shutdown_seen_len = remember(p->shutdown_seen, value, len);
@@ -474,13 +495,12 @@ done:
 
 void proto_write_refused(struct proto *p, enum proto_key key)
 {
-    /* The value we read is still in the key; keep it from being acted on twice. */
+    /* The value we read is still in the key; our own write will cause no event. */
     if (key == PROTO_KEY_TESTING) {
         p->testing_left = PROTO_LEFT_SEEN;
-    } else if (p->shutdown_left != PROTO_LEFT_REPLY) {
-        /* A refused write of an ack string leaves the request; the reply is remembered instead,
-         * which only matters if the guest may not write control/shutdown at all. */
+    } else {
         p->shutdown_left = PROTO_LEFT_SEEN;
+        p->shutdown_own_write = false;
     }
 }
 
@@ -488,8 +508,8 @@ void proto_on_resume(struct proto *p, bool new_domain, struct proto_effects *out
 {
     p->suspending = false;
     if (new_domain) {
-        /* A new domain has a new xenstore home: nothing we left in keys is there. */
-        p->shutdown_left = PROTO_LEFT_NOTHING;
+        /* The re-registered watch fires once: not a request if it finds what we left. */
+        p->shutdown_after_resume = p->shutdown_left != PROTO_LEFT_NOTHING;
         p->testing_left = PROTO_LEFT_NOTHING;
     }
     proto_status(p, out);

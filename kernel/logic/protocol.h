@@ -13,13 +13,23 @@
  *   4. flush the console (the last lines before a shutdown must not be lost);
  *   5. perform effects.action.
  *
- * If a write in step 1 is refused (EACCES, PROTOCOL.md section 6), the Xen side logs it and calls
- * proto_write_refused() so the value that stayed in the key is not acted on again.
+ * Step 1 happens inside the xenstore transaction that read the key (PROTOCOL.md 2, 3): when it
+ * fails with EAGAIN the Xen side throws the decision away (it runs the machine on a copy of
+ * struct proto) and decides again on what it reads next.
  *
- * A value the kernel consumed without clearing the key (ack `none` leaves the request, ack
- * "<string>" leaves that string, a refused acknowledgement leaves the message) is remembered and
- * not acted on again while it stays in the key: watches fire spuriously and on our own writes.
- * Only a change of the key re-arms, including passing through "" or missing.
+ * If a write in step 1 is refused (EACCES, PROTOCOL.md section 6), the Xen side logs it and calls
+ * proto_write_refused(): the value read stays in the key.
+ *
+ * Which control/shutdown events are requests (PROTOCOL.md 2, the retry rule): every event that
+ * finds a non-empty value, the same value again included (toolstacks retry by rewriting it).
+ * The Xen side makes events queued before its read count as one (xs_client.h). Not requests:
+ *  - the event of our own write of an ack string: the first event after it that still finds
+ *    that string;
+ *  - after a resume into a new domain, the first event (the re-registered watch fires once)
+ *    while the key still holds what we consumed before the suspend and left there (ack none,
+ *    an ack string, a refused acknowledgement).
+ * control/testing is read the same way, but a message whose acknowledgement was refused is not
+ * processed again while it stays in the key: a tester never retries by rewriting.
  *
  * Interpretation recorded here, as PROTOCOL.md leaves it open:
  *  - "the next non-empty control/shutdown request" fires an armed instruction whatever its
@@ -121,6 +131,7 @@ enum proto_left {
     PROTO_LEFT_REPLY,   /* the string we wrote (ack "<string>") */
 };
 
+
 /*
  * All protocol state (about 25 KiB: every buffer is sized for the largest xenstore value, as no
  * allocation is possible). Deliberately kept across suspend/resume; proto_on_resume() says which
@@ -138,6 +149,8 @@ struct proto {
     bool suspending;
 
     enum proto_left shutdown_left;
+    bool shutdown_own_write;    /* the event of our ack-string write is still to come */
+    bool shutdown_after_resume; /* the next event is the re-registered watch's first */
     char shutdown_seen[PROTO_VALUE_MAX];
     size_t shutdown_seen_len;
     char shutdown_reply[PROTO_VALUE_MAX];
@@ -171,15 +184,17 @@ void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool pres
 void proto_on_testing(struct proto *p, const char *value, size_t len, bool present,
                       struct proto_effects *out);
 
-/* The acknowledgement write to `key` from the last effects failed: what we read stays there. */
+/* The acknowledgement write to `key` from the last effects failed: what we read stays there
+ * (for control/shutdown also when the answer was an ack string). */
 void proto_write_refused(struct proto *p, enum proto_key key);
 
 /*
  * Back from SCHEDOP_shutdown(suspend). Call it after every SUSPEND action before any other event,
- * also when the hypercall fails (then as cancelled: nothing changed). new_domain=true (return 0: restore/migration): xenstore is
- * a new domain's, so nothing we left in keys is there any more. false (return 1: cancelled or
- * checkpoint): same keys. Fills `out` with every status key (state back to ready or armed); the
- * Xen side writes version and resumes itself.
+ * also when the hypercall fails (then as cancelled: nothing changed). new_domain=true (return 0:
+ * restore/migration): the Xen side registers its watches again, and their first event is not a
+ * request while control/shutdown holds what we left there. false (return 1: cancelled or
+ * checkpoint): same keys, same watches, nothing is re-read. Fills `out` with every status key
+ * (state back to ready or armed); the Xen side writes version and resumes itself.
  */
 void proto_on_resume(struct proto *p, bool new_domain, struct proto_effects *out);
 
