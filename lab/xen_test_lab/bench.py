@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xen_test_vm.errors import report_error
+
 from .errors import LabError
 from .lab import LabHost, running_lab
 
@@ -25,12 +27,13 @@ Report = dict[str, Any]
 
 
 def latency_summary(microseconds: list[int]) -> Report:
-    """Median, p90, min and max in milliseconds of latency samples given in microseconds."""
+    """Median, p90, p95, min and max in milliseconds of latency samples given in microseconds."""
     values = sorted(us / 1000 for us in microseconds)
     return {
         "samples": len(values),
         "median_ms": round(statistics.median(values), 3),
         "p90_ms": round(values[int(0.9 * (len(values) - 1))], 3),
+        "p95_ms": round(values[int(0.95 * (len(values) - 1))], 3),
         "min_ms": round(values[0], 3),
         "max_ms": round(values[-1], 3),
     }
@@ -67,6 +70,20 @@ def measure_lab_boot(boots: int) -> tuple[Report, list[float]]:
     }, ready
 
 
+def _xen_report(host: LabHost) -> Report:
+    """The booted Xen: xl info's version and virt_caps, the Debian versions of the hypervisor
+    and of dom0's tools (mixed_versions says when they differ) and the hypervisor's build time
+    (hypervisor_built_in_this_run false: measured when the cache got it)."""
+    lines = host.run("xl info").stdout.splitlines()
+    info = {key.strip(): value.strip() for key, _, value in (ln.partition(":") for ln in lines)}
+    return {
+        **host.xen,
+        "xl_info_xen_version": f"{info.get('xen_major')}.{info.get('xen_minor')}"
+        f"{info.get('xen_extra', '')}",
+        "virt_caps": info.get("virt_caps", ""),
+    }
+
+
 def _run_sections(host: LabHost, kernel_image: Path | None, report: Report) -> None:
     for name in SECTIONS:
         try:
@@ -92,9 +109,10 @@ def run_bench(out: Path, kernel_builder: Callable[[], object] | None = None, boo
             candidate = Path(os.environ.get("XEN_TEST_VM_ROOT", ".")) / "build" / "test-vm.xen.gz"
             kernel_image = candidate if candidate.exists() else None
         with running_lab() as host:
+            report["xen"] = _xen_report(host)
             _run_sections(host, kernel_image, report)
     except LabError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        report_error("bench", str(exc))
         return 1
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -12,6 +12,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from xen_test_vm.toolstack import VmSpec
+from xen_test_vm.xl import xl_config
+
 from .bench import latency_summary
 from .dom0_xs import Dom0Script, domids, install_tool
 from .errors import LabError
@@ -28,7 +31,7 @@ def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
     """Add `testing_ack` (control/testing write -> acknowledgement) to the bench report."""
     result: dict[str, Any] = {"message": MESSAGE}
     kernel = f"{REMOTE_DIR}/test-vm.xen.gz"
-    config = f'name = "{GUEST}"\ntype = "pv"\nkernel = "{kernel}"\nmemory = 16\n'
+    config = xl_config(VmSpec(name=GUEST, kernel=kernel, memory_mib=16))
     try:
         tool = install_tool(host)
         host.run(f"mkdir -p {REMOTE_DIR} && cat > {REMOTE_DIR}/{GUEST}.cfg", input=config)

@@ -13,8 +13,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from xen_test_vm.errors import report_error
+
 from . import qemu
 from .errors import LabError
+from .hypervisor import DEFAULT_HYPERVISOR, HYPERVISORS
 from .lab import SSH_ALIAS, LabHost, boot, close_ssh
 from .paths import state_dir
 
@@ -54,12 +57,25 @@ def attach() -> LabHost:
         run_dir=state_dir(),
         accel=str(state["accel"]),
         qemu_pid=int(str(state["pid"])),
+        xen=dict(state.get("xen") or {}),  # type: ignore[call-overload]
     )
+
+
+def describe_xen(xen: dict[str, object]) -> str:
+    """One line on the booted hypervisor, naming mixed Debian versions."""
+    if not xen:
+        return "Xen: unknown"
+    line = f"Xen {xen.get('xen_version')} ({xen.get('hypervisor')} hypervisor"
+    line += ", shadow paging)" if xen.get("hypervisor") == "shadow" else ", no shadow paging)"
+    if xen.get("mixed_versions"):
+        line += f" with Debian's Xen {xen.get('tools_version')} tools (versions mixed)"
+    return line
 
 
 def _instructions(host: LabHost) -> str:
     return (
         f"lab ready in {host.ready_seconds:.1f} s ({host.accel}); dom0 at 127.0.0.1:{host.port}\n"
+        f"  {describe_xen(host.xen)}\n"
         f"  ssh -F {host.ssh_config} {SSH_ALIAS}\n"
         f"  xen-test-vm --ssh-config {host.ssh_config} status --host {SSH_ALIAS}"
     )
@@ -93,7 +109,7 @@ def _status() -> int:
     return 0
 
 
-def _detach(port: int | None, accel: str, memory_mib: int) -> int:
+def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str) -> int:
     existing = _read_state()
     if existing is not None:
         raise LabError(
@@ -102,13 +118,21 @@ def _detach(port: int | None, accel: str, memory_mib: int) -> int:
     run_dir = state_dir()
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    process, host = boot(run_dir, port=port, accel=accel, memory_mib=memory_mib, detached=True)
+    process, host = boot(
+        run_dir,
+        port=port,
+        accel=accel,
+        memory_mib=memory_mib,
+        detached=True,
+        hypervisor=hypervisor,
+    )
     close_ssh(host)
     state = {
         "pid": process.pid,
         "port": host.port,
         "accel": host.accel,
         "ssh_config": str(host.ssh_config),
+        "xen": host.xen,
     }
     (run_dir / STATE_FILE).write_text(json.dumps(state))
     print(_instructions(host))
@@ -116,11 +140,13 @@ def _detach(port: int | None, accel: str, memory_mib: int) -> int:
     return 0
 
 
-def _foreground(port: int | None, accel: str, memory_mib: int) -> int:
+def _foreground(port: int | None, accel: str, memory_mib: int, hypervisor: str) -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="xen-lab-") as tmp:
-        process, host = boot(Path(tmp), port=port, accel=accel, memory_mib=memory_mib)
+        process, host = boot(
+            Path(tmp), port=port, accel=accel, memory_mib=memory_mib, hypervisor=hypervisor
+        )
         try:
             print(_instructions(host))
             print("Ctrl-C stops the lab")
@@ -141,6 +167,7 @@ def lab_command(
     port: int | None = None,
     accel: str = "auto",
     memory_mib: int = qemu.GUEST_RAM_MIB,
+    hypervisor: str = DEFAULT_HYPERVISOR,
 ) -> int:
     """Run the lab command; errors become one line on stderr and exit status 1."""
     try:
@@ -149,10 +176,10 @@ def lab_command(
         if status:
             return _status()
         if detach:
-            return _detach(port, accel, memory_mib)
-        return _foreground(port, accel, memory_mib)
+            return _detach(port, accel, memory_mib, hypervisor)
+        return _foreground(port, accel, memory_mib, hypervisor)
     except LabError as exc:
-        print(f"lab: error: {exc}", file=sys.stderr)
+        report_error("lab", str(exc))
         return 1
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
@@ -168,8 +195,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="SSH port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--accel", default="auto", choices=("auto", "tcg", "kvm"))
     parser.add_argument("--memory", type=int, default=qemu.GUEST_RAM_MIB, help="QEMU RAM in MiB")
+    parser.add_argument(
+        "--hypervisor",
+        default=DEFAULT_HYPERVISOR,
+        choices=HYPERVISORS,
+        help="shadow: Debian's xen source built with shadow paging (live migration); "
+        "debian: the binary package's hypervisor",
+    )
     args = parser.parse_args(argv)
-    return lab_command(args.detach, args.stop, args.status, args.port, args.accel, args.memory)
+    return lab_command(
+        args.detach, args.stop, args.status, args.port, args.accel, args.memory, args.hypervisor
+    )
 
 
 if __name__ == "__main__":

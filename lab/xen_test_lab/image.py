@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from . import packages
+from . import hypervisor, packages
 from .cpio import CpioWriter
 from .errors import LabError
 from .paths import cache_dir
@@ -56,6 +57,27 @@ class LabImage:
     dom0_kernel: Path
     dom0_initramfs: Path
     kernel_release: str
+    hypervisor: str = "debian"  # "shadow": built from Debian's source with shadow paging
+    xen_version: str = ""  # the Debian version the hypervisor comes from
+    tools_version: str = ""  # the Debian version of dom0's Xen tools (xen-utils-4.17)
+    hypervisor_build_seconds: float | None = None  # shadow only: its build's wall time
+    hypervisor_built_now: bool = False
+
+    @property
+    def mixed_versions(self) -> bool:
+        """The hypervisor and dom0's tools come from different Debian versions of Xen."""
+        return bool(self.xen_version) and self.xen_version != self.tools_version
+
+    def describe(self) -> dict[str, object]:
+        """What the bench report and `invoke lab` say about this image's Xen."""
+        return {
+            "hypervisor": self.hypervisor,
+            "xen_version": self.xen_version,
+            "tools_version": self.tools_version,
+            "mixed_versions": self.mixed_versions,
+            "hypervisor_build_seconds": self.hypervisor_build_seconds,
+            "hypervisor_built_in_this_run": self.hypervisor_built_now,
+        }
 
 
 def _usr_path(relative: str) -> str:
@@ -256,9 +278,21 @@ def _digest(pkgs: list[packages.Package]) -> str:
     return h.hexdigest()[:16]
 
 
-def ensure_image(progress: bool = True) -> LabImage:
-    """Fetch the packages and build the lab image, unless the cache already has this version."""
+def ensure_image(
+    progress: bool = True, hypervisor_kind: str = hypervisor.DEFAULT_HYPERVISOR
+) -> LabImage:
+    """Fetch the packages and build the lab image, unless the cache already has this version.
+
+    hypervisor_kind "shadow" boots a hypervisor built from Debian's xen source with shadow
+    paging (cached by source version), "debian" the binary package's own.
+    """
+    if hypervisor_kind not in hypervisor.HYPERVISORS:
+        raise LabError(
+            f"unknown hypervisor {hypervisor_kind!r}: use {' or '.join(hypervisor.HYPERVISORS)}"
+        )
     pkgs = packages.resolve()
+    # The hypervisor first: its fetch or build fails (or not) before the long image build.
+    built = hypervisor.ensure_shadow_xen(progress) if hypervisor_kind == "shadow" else None
     out = cache_dir() / "images" / _digest(pkgs)
     if not (out / "dom0.cpio").exists():
         for stale in out.parent.glob("*.partial"):
@@ -268,9 +302,23 @@ def ensure_image(progress: bool = True) -> LabImage:
         debs = packages.download(pkgs, cache_dir() / "debs")
         del debs
         _build(pkgs, cache_dir() / "debs", out)
-    return LabImage(
+    versions = {p.name: p.version for p in pkgs}
+    tools = versions.get("xen-utils-4.17", "")
+    image = LabImage(
         xen=out / "xen",
         dom0_kernel=out / "vmlinux",
         dom0_initramfs=out / "dom0.cpio",
         kernel_release=(out / "kernel-release").read_text(),
+        xen_version=versions.get("xen-hypervisor-4.17-amd64", ""),
+        tools_version=tools,
+    )
+    if built is None:
+        return image
+    return dataclasses.replace(
+        image,
+        xen=built.xen,
+        hypervisor="shadow",
+        xen_version=built.source_version,
+        hypervisor_build_seconds=built.build_seconds,
+        hypervisor_built_now=built.built_now,
     )

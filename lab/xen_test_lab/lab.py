@@ -9,12 +9,17 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from xen_test_vm.errors import ClientError, SSHError
+from xen_test_vm.ssh import SSH_FAILED, SSHHost
+from xen_test_vm.xl import xl_config_text
 
 from . import qemu
 from .cpio import CpioWriter
 from .errors import LabCommandError, LabError
+from .hypervisor import DEFAULT_HYPERVISOR
 from .image import LabImage, ensure_image
 
 SSH_ALIAS = "xen-lab"
@@ -92,43 +97,81 @@ class LabHost:
     accel: str = "tcg"
     qemu_pid: int = 0
     ssh_alias: str = SSH_ALIAS
+    # What Xen it booted (LabImage.describe()): hypervisor kind, Debian versions, build time.
+    xen: dict[str, object] = field(default_factory=dict)
+
+    _runner: SSHHost | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ssh_command(self) -> list[str]:
         return ["ssh", "-F", str(self.ssh_config), self.ssh_alias]
 
+    @property
+    def ssh(self) -> SSHHost:
+        """The house's one SSH runner (the client's), aimed at dom0 through the lab's config."""
+        if self._runner is None:
+            self._runner = SSHHost(self.ssh_alias, ssh_config=self.ssh_config)
+        return self._runner
+
     def run(
-        self, command: str, check: bool = True, timeout: float = 120.0, input: str | None = None
+        self,
+        command: str,
+        check: bool = True,
+        timeout: float = 120.0,
+        input: str | bytes | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a shell command in dom0."""
+        """Run a shell command in dom0 (an ssh failure is exit status 255 unless check)."""
+        data = input.encode() if isinstance(input, str) else input
         try:
-            result = subprocess.run(
-                [*self.ssh_command, "--", command],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                input=input,
-                stdin=None if input is not None else subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise LabError(f"dom0 command timed out after {timeout:.0f} s: {command}") from exc
+            result = self.ssh.run(["sh", "-c", command], input=data, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:  # ssh itself could not connect in time
+            raise LabError(f"dom0 command timed out after {timeout:.0f} s: {command}") from None
+        except SSHError as exc:
+            if "did not finish within" in str(exc):
+                raise LabError(f"dom0 command timed out after {timeout:.0f} s: {command}") from None
+            if check:
+                raise LabError(f"dom0 unreachable over SSH: {exc}") from None
+            return subprocess.CompletedProcess(command, SSH_FAILED, "", str(exc))
         if check and result.returncode != 0:
             raise LabCommandError(command, result.returncode, result.stdout, result.stderr)
-        return result
+        return subprocess.CompletedProcess(command, result.returncode, result.stdout, result.stderr)
 
     def copy_in(self, local: Path | str, remote: str) -> None:
-        """Copy a local file into dom0."""
-        with Path(local).open("rb") as source:
-            result = subprocess.run(
-                [*self.ssh_command, "--", f"cat > {shlex.quote(remote)}"],
-                stdin=source,
-                capture_output=True,
-                timeout=300,
-            )
-        if result.returncode != 0:
-            raise LabError(
-                f"copying {local} to dom0:{remote} failed: {result.stderr.decode().strip()}"
-            )
+        """Copy a local file into dom0 (atomically: a temporary name, then rename)."""
+        try:
+            self.ssh.copy_in(Path(local), remote)
+        except ClientError as exc:
+            raise LabError(f"copying {local} to dom0:{remote} failed: {exc}") from None
+
+    def close(self) -> None:
+        """End the SSH connection (no ssh master outlives the lab)."""
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+    def virt_caps(self) -> set[str]:
+        """Xen's virt_caps (`xl info`): "shadow" means PV guests can live-migrate."""
+        for line in self.run("xl info", timeout=60).stdout.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "virt_caps":
+                return set(value.split())
+        raise LabError("xl info shows no virt_caps")
+
+    def migrate(self, guest_name: str, timeout: float = 300.0) -> float:
+        """Live-migrate a guest to this same host; seconds `xl migrate` took (dom0's clock).
+
+        xl's default transport is ssh to the destination; `-s ""` makes xl run the "host"
+        argument itself as the receiver, so the stream goes through a pipe in dom0.
+        """
+        name = shlex.quote(guest_name)
+        out = self.run(
+            "t0=$(cut -d' ' -f1 /proc/uptime); "
+            f'xl migrate -s "" {name} "xl migrate-receive" >/tmp/xl-migrate.log 2>&1 || '
+            "{ tail -n 3 /tmp/xl-migrate.log >&2; exit 1; }; "
+            "t1=$(cut -d' ' -f1 /proc/uptime); echo \"$t0 $t1\"",
+            timeout=timeout,
+        ).stdout.split()
+        return round(float(out[-1]) - float(out[-2]), 2)
 
     def console_log(self, guest_name: str) -> str:
         """What the named guest has printed on its PV console so far."""
@@ -141,11 +184,17 @@ class LabHost:
 
     def baseline_guest_config(self, name: str = "baseline", memory_mib: int = 128) -> str:
         """An xl config for the Linux baseline guest: Debian's kernel and a busybox initramfs."""
-        return (
-            f'name = "{name}"\ntype = "pv"\n'
-            f'kernel = "{BASELINE_DIR}/vmlinuz"\nramdisk = "{BASELINE_DIR}/initrd"\n'
-            f'extra = "console=hvc0 quiet"\nmemory = {memory_mib}\nvcpus = 1\n'
-            'on_crash = "preserve"\n'
+        return xl_config_text(
+            {
+                "name": name,
+                "type": "pv",
+                "kernel": f"{BASELINE_DIR}/vmlinuz",
+                "ramdisk": f"{BASELINE_DIR}/initrd",
+                "extra": "console=hvc0 quiet",
+                "memory": memory_mib,
+                "vcpus": 1,
+                "on_crash": "preserve",
+            }
         )
 
 
@@ -163,8 +212,13 @@ def boot(
     accel: str = "auto",
     memory_mib: int = qemu.GUEST_RAM_MIB,
     detached: bool = False,
+    hypervisor: str = DEFAULT_HYPERVISOR,
 ) -> tuple[qemu.QemuProcess, LabHost]:
-    """Build (if needed) and boot the lab; return the QEMU process and a ready host handle."""
+    """Build (if needed) and boot the lab; return the QEMU process and a ready host handle.
+
+    hypervisor: "shadow" (Debian's xen source built with shadow paging, so PV guests can
+    live-migrate) or "debian" (the binary package's hypervisor, no shadow paging).
+    """
     qemu.require_qemu()
     if memory_mib < qemu.DOM0_MIB + 256:
         raise LabError(
@@ -175,7 +229,7 @@ def boot(
         port = qemu.free_port()
     else:
         qemu.require_port_free(port)
-    image = ensure_image()
+    image = ensure_image(hypervisor_kind=hypervisor)
     ssh_config, client_key, host_key = write_ssh_files(run_dir, port)
     initrd = boot_initrd(image, run_dir, client_key, host_key)
     chosen = _choose_accel(accel)
@@ -197,7 +251,9 @@ def boot(
             chosen = "tcg"
             process = start(chosen)
             init_seconds = process.wait_ready(BOOT_TIMEOUT)
-        host = LabHost(ssh_config, port, run_dir, accel=chosen, qemu_pid=process.pid)
+        host = LabHost(
+            ssh_config, port, run_dir, accel=chosen, qemu_pid=process.pid, xen=image.describe()
+        )
         host.init_seconds = init_seconds
         _wait_for_ssh(host, process)
         host.ready_seconds = time.monotonic() - process.started
@@ -222,18 +278,24 @@ def _wait_for_ssh(host: LabHost, process: qemu.QemuProcess) -> None:
 
 
 def close_ssh(host: LabHost) -> None:
-    """End the shared SSH connection so no ssh master outlives the lab."""
+    """End the shared SSH connections so no ssh master outlives the lab."""
+    host.close()
     subprocess.run([*host.ssh_command, "-O", "exit"], capture_output=True, check=False, timeout=10)
 
 
 @contextlib.contextmanager
 def running_lab(
-    port: int | None = None, accel: str = "auto", memory_mib: int = qemu.GUEST_RAM_MIB
+    port: int | None = None,
+    accel: str = "auto",
+    memory_mib: int = qemu.GUEST_RAM_MIB,
+    hypervisor: str = DEFAULT_HYPERVISOR,
 ) -> Iterator[LabHost]:
     """Boot the lab for the duration of the block; QEMU is always stopped on the way out."""
     with tempfile.TemporaryDirectory(prefix="xen-lab-") as tmp:
         run_dir = Path(tmp)
-        process, host = boot(run_dir, port=port, accel=accel, memory_mib=memory_mib)
+        process, host = boot(
+            run_dir, port=port, accel=accel, memory_mib=memory_mib, hypervisor=hypervisor
+        )
         try:
             yield host
         finally:

@@ -23,9 +23,12 @@ DOM0_MIB = 512
 # pcid=0: with PCID, dom0 processes under TCG read stale mappings now and then (segfaults and
 # "corrupted double-linked list" in xl, busybox, sshd; 2 of 45 parallel `xl create`s failed);
 # none in the same stress without it.
+# spec-ctrl=eager-fpu: with Xen's lazy FPU switching, TCG corrupts a vCPU's SSE state across
+# vCPU switches; dom0's heap broke now and then ("corrupted double-linked list", xl's
+# monitoring child dying during parallel `xl create`s, xenstored going silent under the client).
 XEN_ARGS = (
     f"console=com1 com1=115200,8n1 dom0_mem={DOM0_MIB}M,max:{DOM0_MIB}M noreboot smap=0 "
-    "pcid=0 bootscrub=false loglvl=all guest_loglvl=all"
+    "pcid=0 spec-ctrl=eager-fpu bootscrub=false loglvl=all guest_loglvl=all"
 )
 DOM0_ARGS = "console=hvc0 rdinit=/init quiet"
 READY_MARK = "XEN-LAB-READY"
@@ -162,7 +165,8 @@ def start(
     qemu = require_qemu()
     console_log = run_dir / "console.log"
     console_log.unlink(missing_ok=True)
-    cpu = "host" if accel == "kvm" else "max"
+    # -rdtscp: Xen fails to emulate RDTSCP for PVH guests under TCG's SVM (LAB-NOTES.md).
+    cpu = "host" if accel == "kvm" else "max,-rdtscp"
     args = [
         qemu, "-nodefaults", "-display", "none", "-no-reboot",
         "-accel", accel, "-cpu", cpu, "-m", str(memory_mib), "-smp", "2",

@@ -58,5 +58,16 @@ def test_failed_package_download(tmp_path: Path) -> None:
     apt_config.write_text(
         'Acquire::http::Proxy "http://127.0.0.1:9";\nAcquire::https::Proxy "http://127.0.0.1:9";\n'
     )
-    result = _lab([], {"XEN_TEST_VM_CACHE": str(tmp_path / "cache"), "APT_CONFIG": str(apt_config)})
+    env = {"XEN_TEST_VM_CACHE": str(tmp_path / "cache"), "APT_CONFIG": str(apt_config)}
+    result = _lab(["--hypervisor", "debian"], env)
     _assert_one_line_error(result, "downloading Debian packages failed")
+
+
+def test_failed_hypervisor_source_fetch(tmp_path: Path) -> None:
+    """The shadow hypervisor is built from Debian's xen source: no network, one line."""
+    apt_config = tmp_path / "apt.conf"
+    apt_config.write_text('Acquire::http::Proxy "http://127.0.0.1:9";\n')
+    env = {"XEN_TEST_VM_CACHE": str(tmp_path / "cache"), "APT_CONFIG": str(apt_config)}
+    result = _lab(["--hypervisor", "shadow"], env)
+    _assert_one_line_error(result, "cannot read Debian's source lists")
+    assert "--hypervisor debian" in result.stderr
