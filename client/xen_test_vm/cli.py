@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import signal
 import sys
@@ -13,62 +14,176 @@ from types import FrameType
 from typing import Any
 
 from . import __version__, protocol
-from .errors import ClientError, GuestTimeout, UsageError
+from .errors import (
+    EXIT_CODES_HELP,
+    ClientError,
+    ExitCode,
+    GuestTimeout,
+    UsageError,
+    report_error,
+)
 from .guest import Guest
-from .install import check_kernel, install
+from .install import install
+from .kernel_source import KernelChoice, choose_kernel
 from .output import ProgressBar, key_values, print_json
 from .session import ConnectOptions, Session
-from .toolstack import Vm
+from .toolstack import MODES, within
+
+__all__ = ["build_parser", "main", "run", "within"]
 
 PROG = "xen-test-vm"
-DEFAULT_KERNEL = Path("build") / "test-vm.xen.gz"
-INTERRUPTED = 130
-INTERNAL = 70
+GUEST_TIMEOUT = 30.0
+TOOLSTACK_TIMEOUT = 300.0
+
+ENVIRONMENT = """\
+environment:
+  XEN_TEST_VM_HOST            default for --host
+  XEN_TEST_VM_KERNEL          default for --kernel
+  XEN_TEST_VM_XAPI_PASSWORD   XAPI password (rather use --xapi-password-file or --ask-xapi-password)
+  XEN_TEST_VM_RELEASE_SITE    where released kernels are downloaded from (https://github.com)
+  XEN_TEST_VM_RELEASE_REPO    the GitHub repository of the releases (xapi-project/xen-test-vm)
+  XEN_TEST_VM_CACHE           downloaded kernels (default: $XDG_CACHE_HOME/xen-test-vm)
+  XEN_TEST_VM_TRACE           print every SSH command with its time and exit status on stderr
+  XEN_TEST_VM_DEBUG           show the traceback of an internal error
+  NO_COLOR                    no colour in the smoke table
+"""
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _global_options(parser: argparse.ArgumentParser, *, before_verb: bool) -> None:
+    """Options every verb takes, before or after the verb (`xen-test-vm --host h status vm`).
+
+    The copies after the verb default to SUPPRESS so they never overwrite a value given before it.
+    """
+
+    def default(value: Any) -> Any:
+        return value if before_verb else argparse.SUPPRESS
+
+    group = parser.add_argument_group("connection and output (before or after the verb)")
+    group.add_argument(
         "--host",
-        default=os.environ.get("XEN_TEST_VM_HOST", ""),
-        help="[user@]host or ssh_config alias; 'local' when running in dom0",
+        default=default(os.environ.get("XEN_TEST_VM_HOST", "")),
+        help="[user@]host[:port], ssh://[user@]host[:port], [IPv6]:port, an ssh_config alias, "
+        "or 'local' in dom0 (env XEN_TEST_VM_HOST)",
     )
-    parser.add_argument("--ssh-config", type=Path, help="ssh_config file (ssh -F)")
-    parser.add_argument(
+    group.add_argument(
+        "--ssh-config",
+        type=Path,
+        metavar="FILE",
+        default=default(None),
+        help="ssh_config file (ssh -F)",
+    )
+    group.add_argument(
         "--accept-new-host-key",
         action="store_true",
+        default=default(False),
         help="trust a host key seen for the first time (StrictHostKeyChecking=accept-new)",
     )
-    parser.add_argument(
-        "--remote-dir", default="/var/lib/xen-test-vm", help="xl hosts: kernel and configs"
+    group.add_argument(
+        "--remote-dir",
+        metavar="DIR",
+        default=default("/var/lib/xen-test-vm"),
+        help="xl hosts: where kernels and VM configs go",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the guest")
+    group.add_argument(
+        "--xapi-user", metavar="USER", default=default("root"), help="XAPI hosts: user name"
+    )
+    group.add_argument(
+        "--xapi-password-file",
+        type=Path,
+        metavar="FILE",
+        default=default(None),
+        help="XAPI hosts: read the password from this file (root over dom0's socket needs none)",
+    )
+    group.add_argument(
+        "--ask-xapi-password",
+        action="store_true",
+        default=default(False),
+        help="XAPI hosts: prompt for the password on the terminal",
+    )
+    group.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=default(None),
+        metavar="SECONDS",
+        help=f"how long to wait for the guest (default {GUEST_TIMEOUT:g}) or for a toolstack "
+        f"operation (default {TOOLSTACK_TIMEOUT:g}); exit status 4 when it runs out",
+    )
+
+
+def _mode_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        help="boot mode of the VMs (xl type, XAPI domain_type; default: pvh on XAPI hosts, "
+        "which no longer support PV guests; pv on xl hosts, where it needs no VT-x/SVM)",
+    )
+
+
+def _kernel_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--kernel",
+        type=Path,
+        default=Path(os.environ["XEN_TEST_VM_KERNEL"])
+        if "XEN_TEST_VM_KERNEL" in os.environ
+        else None,
+        help="the kernel image (default: build/test-vm.xen.gz in a checkout, else the release "
+        f"{__version__} downloaded and verified; env XEN_TEST_VM_KERNEL)",
+    )
+    which.add_argument(
+        "--release",
+        metavar="VERSION",
+        help="download this released kernel (checked against its SHA256SUMS, cached)",
+    )
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """All subcommands."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    """All verbs, named as xl and xe name them."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__,
+        epilog=f"{ENVIRONMENT}\n{EXIT_CODES_HELP}",
+        formatter_class=_Formatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
-    _common(common)
+    _global_options(parser, before_verb=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="VERB")
 
-    p = sub.add_parser(
-        "install", parents=[common], help="copy the kernel, register a VM (re-run safe)"
-    )
-    p.add_argument(
-        "--kernel", type=Path, default=Path(os.environ.get("XEN_TEST_VM_KERNEL", DEFAULT_KERNEL))
-    )
-    p.add_argument("--name", default="xen-test-vm", help="VM name")
-    p.add_argument("--memory", type=int, default=32, help="MiB")
+    def verb(name: str, help: str, *, vm: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=f"{ENVIRONMENT}\n{EXIT_CODES_HELP}",
+            formatter_class=_Formatter,
+        )
+        if vm:
+            p.add_argument("name", metavar="NAME", help="the VM's name")
+        _global_options(p, before_verb=False)
+        return p
+
+    p = verb("install", "copy the kernel, register a VM (re-running updates it)", vm=False)
+    _kernel_options(p)
+    p.add_argument("--name", default="xen-test-vm", help="VM name (default xen-test-vm)")
+    p.add_argument("--memory", type=int, default=32, help="MiB (default 32)")
     p.add_argument("--cmdline", default="", help="kernel command line, e.g. heartbeat=0")
-    p.add_argument("--start", action="store_true", help="boot it and wait until it is ready")
+    _mode_option(p)
+    p.add_argument(
+        "--start", action="store_true", help="boot it and wait (--timeout) until it is ready"
+    )
 
-    p = sub.add_parser("start", parents=[common], help="boot a registered VM, wait until ready")
-    p.add_argument("name")
+    verb("start", "boot a registered VM, wait until the kernel is ready")
+    verb("status", "power state, data/test-vm/ and the advertised features")
 
-    p = sub.add_parser("send", parents=[common], help="write control/testing, wait for the ack")
-    p.add_argument("name")
+    p = verb("send", "write control/testing, wait for the guest's acknowledgement")
     p.add_argument(
         "message", nargs="?", help="raw message, sent as given (default: built from options)"
     )
@@ -76,35 +191,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", choices=protocol.ACTIONS)
     p.add_argument("--ack", help="ok, none, delete or any other string (with --when onshutdown)")
 
-    p = sub.add_parser(
-        "shutdown", parents=[common], help="ask the guest or the toolstack to stop it"
-    )
-    p.add_argument("name")
+    p = verb("request", "write a word to control/shutdown and report how the guest answered it")
     p.add_argument(
-        "request",
+        "word",
         nargs="?",
         default="poweroff",
-        help="word written to control/shutdown (poweroff, halt, reboot, crash, suspend, ...)",
+        help="poweroff (default), halt, reboot, crash, suspend or any other word",
     )
+
+    p = verb("shutdown", "shut the VM down through the toolstack (xl shutdown -w, vm-shutdown)")
     p.add_argument(
-        "--toolstack",
-        choices=("clean", "hard", "reboot", "suspend", "resume", "migrate"),
-        help="use the toolstack operation instead of writing control/shutdown",
+        "--force", action="store_true", help="destroy the domain without asking the guest"
     )
-    p.add_argument("--destination", help="with --toolstack migrate: pool member or host")
-
-    p = sub.add_parser("status", parents=[common], help="power state and data/test-vm/")
-    p.add_argument("name")
-
-    p = sub.add_parser("destroy", parents=[common], help="hard shutdown and unregister a VM")
-    p.add_argument("name")
-
-    p = sub.add_parser(
-        "smoke", parents=[common], help="run the scenario matrix (creates and destroys VMs)"
-    )
+    p = verb("reboot", "reboot through the toolstack and wait for the new domain")
     p.add_argument(
-        "--kernel", type=Path, default=Path(os.environ.get("XEN_TEST_VM_KERNEL", DEFAULT_KERNEL))
+        "--force", action="store_true", help="hard reboot: destroy and start without asking"
     )
+    verb("suspend", "suspend to disk (xl save, vm-suspend)")
+    verb("resume", "resume a suspended VM (xl restore, vm-resume)")
+    verb("checkpoint", "save the state and let the guest carry on (xl save -c)")
+    p = verb("migrate", "live-migrate (to this host when no destination is given)")
+    p.add_argument("--destination", help="pool member or host to migrate to")
+    verb("destroy", "destroy the domain and unregister the VM")
+
+    p = verb("smoke", "run the scenario matrix (creates and destroys its own VMs)", vm=False)
+    _kernel_options(p)
+    _mode_option(p)
     p.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="scenario or group (repeatable)"
     )
@@ -112,11 +224,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip", action="append", default=[], metavar="NAME", help="scenario or group (repeatable)"
     )
     p.add_argument("--junit", type=Path, help="also write JUnit XML here")
-    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument(
+        "--list", action="store_true", help="list the selected scenarios and exit (no host needed)"
+    )
     p.add_argument(
         "--jobs", type=int, default=3, help="scenarios with their own VM run this many at a time"
     )
     return parser
+
+
+def _xapi_password(args: argparse.Namespace) -> str:
+    if args.xapi_password_file is not None:
+        try:
+            return str(args.xapi_password_file.read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read --xapi-password-file {args.xapi_password_file}: {exc.strerror or exc}"
+            ) from None
+    if args.ask_xapi_password:
+        if not sys.stdin.isatty():
+            raise UsageError("--ask-xapi-password needs a terminal; use --xapi-password-file")
+        return getpass.getpass(f"XAPI password for {args.xapi_user}: ")
+    return os.environ.get("XEN_TEST_VM_XAPI_PASSWORD", "")
 
 
 def _options(args: argparse.Namespace) -> ConnectOptions:
@@ -125,6 +254,8 @@ def _options(args: argparse.Namespace) -> ConnectOptions:
         ssh_config=args.ssh_config,
         accept_new_host_key=args.accept_new_host_key,
         remote_dir=args.remote_dir,
+        xapi_user=args.xapi_user,
+        xapi_password=_xapi_password(args),
     )
 
 
@@ -135,32 +266,42 @@ def _emit(args: argparse.Namespace, data: dict[str, Any]) -> None:
         print(key_values(data))
 
 
-def _running_guest(session: Session, name: str) -> tuple[Vm, Guest]:
-    vm = session.find_vm(name)
-    return vm, session.guest(vm)
+def guest_timeout(args: argparse.Namespace) -> float:
+    """--timeout, or the default wait for the guest."""
+    return float(args.timeout) if args.timeout is not None else GUEST_TIMEOUT
 
 
-def cmd_install(args: argparse.Namespace, session: Session) -> int:
+def toolstack_timeout(args: argparse.Namespace) -> float:
+    """--timeout, or the default wait for a toolstack operation."""
+    return float(args.timeout) if args.timeout is not None else TOOLSTACK_TIMEOUT
+
+
+def cmd_install(args: argparse.Namespace, session: Session, kernel: KernelChoice) -> int:
     result = install(
         session,
-        args.kernel,
+        kernel.path,
         args.name,
         memory_mib=args.memory,
         cmdline=args.cmdline,
         start=args.start,
-        progress=None if args.json else ProgressBar("upload"),
+        mode=args.mode,
+        progress=None if args.json else ProgressBar.on_terminal("upload"),
+        timeout=guest_timeout(args),
+        start_timeout=toolstack_timeout(args),
     )
-    _emit(args, result)
-    return 0
+    _emit(args, {**result, "kernel_source": kernel.source})
+    return ExitCode.OK
 
 
 def cmd_start(args: argparse.Namespace, session: Session) -> int:
     vm = session.find_vm(args.name)
     if session.toolstack.domid(vm) is None:
-        session.toolstack.start(vm)
+        within(
+            toolstack_timeout(args), f"start of {vm.name!r}", lambda: session.toolstack.start(vm)
+        )
     guest = session.guest(vm)
-    _emit(args, guest.wait_state("ready", args.timeout).as_dict())
-    return 0
+    _emit(args, guest.wait_state("ready", guest_timeout(args)).as_dict())
+    return ExitCode.OK
 
 
 def send_message(args: argparse.Namespace) -> str:
@@ -179,51 +320,58 @@ def send_message(args: argparse.Namespace) -> str:
 
 def cmd_send(args: argparse.Namespace, session: Session) -> int:
     message = send_message(args)
-    _, guest = _running_guest(session, args.name)
-    guest.send_testing(message, args.timeout)
+    guest = session.guest(session.find_vm(args.name))
+    guest.send_testing(message, guest_timeout(args))
     _emit(args, {"sent": message, **guest.status().as_dict()})
-    return 0
+    return ExitCode.OK
 
 
-def cmd_shutdown(args: argparse.Namespace, session: Session) -> int:
+def cmd_request(args: argparse.Namespace, session: Session) -> int:
     vm = session.find_vm(args.name)
-    ts = session.toolstack
-    if args.toolstack:
-        operation: Callable[[Vm], None] | None = {
-            "clean": ts.clean_shutdown,
-            "hard": ts.hard_shutdown,
-            "reboot": ts.clean_reboot,
-            "suspend": ts.suspend,
-            "resume": ts.resume,
-        }.get(args.toolstack)
-        if args.toolstack == "migrate":
-            ts.migrate(vm, args.destination)
-        else:
-            assert operation is not None
-            operation(vm)
-        _emit(
-            args,
-            {
-                "name": vm.name,
-                "operation": args.toolstack,
-                "power_state": ts.power_state(vm),
-                "domid": ts.domid(vm),
-            },
-        )
-        return 0
     guest = session.guest(vm)
+    timeout = guest_timeout(args)
     try:
-        answer = guest.request(args.request, args.timeout)
+        answer = guest.request(args.word, timeout)
     except GuestTimeout:
         raise GuestTimeout(
-            f"the guest did not acknowledge {args.request!r} within {args.timeout:g} s "
+            f"the guest did not acknowledge {args.word!r} within {timeout:g} s "
             f"(control/shutdown still holds it)"
         ) from None
     _emit(
         args,
-        {"name": vm.name, "request": args.request, "answer": answer.outcome, "value": answer.value},
+        {"name": vm.name, "request": args.word, "answer": answer.outcome, "value": answer.value},
     )
-    return 0
+    return ExitCode.OK
+
+
+def _toolstack_verb(args: argparse.Namespace, session: Session) -> int:
+    vm = session.find_vm(args.name)
+    ts = session.toolstack
+    force = getattr(args, "force", False)
+
+    def hard_reboot() -> None:
+        ts.hard_shutdown(vm)
+        ts.start(vm)
+
+    operations: dict[str, Callable[[], None]] = {
+        "shutdown": (lambda: ts.hard_shutdown(vm)) if force else (lambda: ts.clean_shutdown(vm)),
+        "reboot": hard_reboot if force else (lambda: ts.clean_reboot(vm)),
+        "suspend": lambda: ts.suspend(vm),
+        "resume": lambda: ts.resume(vm),
+        "checkpoint": lambda: ts.checkpoint(vm),
+        "migrate": lambda: ts.migrate(vm, args.destination),
+    }
+    within(toolstack_timeout(args), f"{args.command} of {vm.name!r}", operations[args.command])
+    _emit(
+        args,
+        {
+            "name": vm.name,
+            "operation": args.command + (" --force" if force else ""),
+            "power_state": ts.power_state(vm),
+            "domid": ts.domid(vm),
+        },
+    )
+    return ExitCode.OK
 
 
 def cmd_status(args: argparse.Namespace, session: Session) -> int:
@@ -235,41 +383,54 @@ def cmd_status(args: argparse.Namespace, session: Session) -> int:
         "toolstack": session.kind,
         "power_state": session.toolstack.power_state(vm),
     }
-    domid = session.toolstack.domid(vm)
+    domid = session.toolstack.local_domid(vm)
     if domid is not None:
         status = Guest(session.xs, domid).status()
         data |= status.as_dict()
         del data["features"]
         data |= {f"control/{k}": v for k, v in status.features.items()}
     _emit(args, data)
-    return 0
+    return ExitCode.OK
 
 
 def cmd_destroy(args: argparse.Namespace, session: Session) -> int:
     vm = session.find_vm(args.name)
-    session.toolstack.destroy(vm)
+    within(
+        toolstack_timeout(args), f"destroy of {vm.name!r}", lambda: session.toolstack.destroy(vm)
+    )
     _emit(args, {"name": vm.name, "destroyed": True})
-    return 0
+    return ExitCode.OK
 
 
-def cmd_smoke(args: argparse.Namespace, session: Session) -> int:
-    from .report import LiveTable, as_json, write_junit
+def smoke_selection(args: argparse.Namespace, kind: str | None) -> list[Any]:
+    """The scenarios --only/--skip choose (every name checked); kind None: any toolstack."""
     from .scenarios import ALL
-    from .smoke import FAIL, run_smoke, select
+    from .smoke import check_patterns, select
 
-    scenarios = select(ALL, session.kind, args.only, args.skip)
+    check_patterns(ALL, args.only, "--only")
+    check_patterns(ALL, args.skip, "--skip")
+    scenarios = select(ALL, kind, args.only, args.skip)
     if not scenarios:
         raise UsageError("--only/--skip left no scenarios to run")
+    return scenarios
+
+
+def cmd_smoke(args: argparse.Namespace, session: Session, kernel: KernelChoice) -> int:
+    from .report import LiveTable, as_json, exit_code, write_junit
+    from .smoke import run_smoke
+
+    scenarios = smoke_selection(args, session.kind)
     table = LiveTable(enabled=not args.json)
     table.header()
     started = time.monotonic()
     results = run_smoke(
         session,
-        str(args.kernel),
+        str(kernel.path),
         scenarios,
         table,
-        None if args.json else ProgressBar("upload"),
+        None if args.json else ProgressBar.on_terminal("upload"),
         jobs=args.jobs,
+        mode=args.mode,
     )
     seconds = time.monotonic() - started
     table.summary(results, seconds)
@@ -277,26 +438,13 @@ def cmd_smoke(args: argparse.Namespace, session: Session) -> int:
         print_json(as_json(results, session.host.name, session.kind, seconds))
     if args.junit:
         write_junit(args.junit, results, session.host.name, seconds)
-    return 1 if any(r.outcome == FAIL for r in results) else 0
-
-
-COMMANDS = {
-    "install": cmd_install,
-    "start": cmd_start,
-    "send": cmd_send,
-    "shutdown": cmd_shutdown,
-    "status": cmd_status,
-    "destroy": cmd_destroy,
-    "smoke": cmd_smoke,
-}
+    return exit_code(results)
 
 
 def _list_scenarios(args: argparse.Namespace) -> int:
-    from .scenarios import ALL
-
     rows = [
         {"name": s.name, "group": s.group, "backends": sorted(s.backends), "expected": s.expected}
-        for s in ALL
+        for s in smoke_selection(args, None)
     ]
     if args.json:
         print_json(rows)
@@ -306,7 +454,22 @@ def _list_scenarios(args: argparse.Namespace) -> int:
                 f"{row['name']:<28} {row['group']:<9} {','.join(row['backends']):<8} "
                 f"{row['expected']}"
             )
-    return 0
+    return ExitCode.OK
+
+
+SESSION_COMMANDS: dict[str, Callable[[argparse.Namespace, Session], int]] = {
+    "start": cmd_start,
+    "status": cmd_status,
+    "send": cmd_send,
+    "request": cmd_request,
+    "shutdown": _toolstack_verb,
+    "reboot": _toolstack_verb,
+    "suspend": _toolstack_verb,
+    "resume": _toolstack_verb,
+    "checkpoint": _toolstack_verb,
+    "migrate": _toolstack_verb,
+    "destroy": cmd_destroy,
+}
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -314,16 +477,31 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Parse, connect, dispatch; ClientError propagates to main()."""
+    """Parse, check everything that needs no host, connect, dispatch."""
     args = build_parser().parse_args(argv)
-    if args.command == "smoke" and args.list:
-        return _list_scenarios(args)
-    if args.command in ("install", "smoke"):
-        check_kernel(args.kernel)
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    if args.command == "smoke":
+        if args.timeout is not None:
+            raise UsageError(
+                "smoke does not take --timeout: every scenario has its own deadlines "
+                "(the toolstack's and PROTOCOL.md's)"
+            )
+        if args.list:
+            return _list_scenarios(args)
+        smoke_selection(args, None)
     if args.command == "send":
         send_message(args)
-    with Session(_options(args)) as session:
-        return COMMANDS[args.command](args, session)
+    options = _options(args)
+    if args.command in ("install", "smoke"):
+        if not options.host:
+            raise UsageError("no host given (--host HOST or XEN_TEST_VM_HOST)")
+        kernel = choose_kernel(args.kernel, args.release, quiet=args.json)
+        with Session(options) as session:
+            command = cmd_install if args.command == "install" else cmd_smoke
+            return command(args, session, kernel)
+    with Session(options) as session:
+        return SESSION_COMMANDS[args.command](args, session)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -332,19 +510,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(argv)
     except ClientError as exc:
-        print(f"{PROG}: error: {exc.one_line()}", file=sys.stderr)
+        report_error(PROG, exc.one_line())
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the VMs this run created were destroyed", file=sys.stderr)
-        return INTERRUPTED
+        report_error(PROG, "interrupted; the VMs this run created were destroyed")
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        return 1
+        return ExitCode.FAILED
     except Exception as exc:  # a bug, but still no traceback for the user
-        message = " ".join(str(exc).split())
-        print(f"{PROG}: internal error: {type(exc).__name__}: {message}", file=sys.stderr)
         if os.environ.get("XEN_TEST_VM_DEBUG"):
             raise
-        return INTERNAL
+        report_error(PROG, f"internal error: {type(exc).__name__}: {exc}")
+        return ExitCode.INTERNAL
 
 
 if __name__ == "__main__":

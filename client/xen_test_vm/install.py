@@ -6,23 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .kernel_source import check_kernel
 from .remote import Progress
 from .session import Session
-from .toolstack import KERNEL_NAME, VmSpec, validate_vm_name
-
-GZIP_MAGIC = b"\x1f\x8b"
-ELF_MAGIC = b"\x7fELF"
-
-
-def check_kernel(path: Path) -> Path:
-    """A readable gzip or ELF file, or a one-line error."""
-    if not path.is_file():
-        raise UsageError(f"kernel file {path} does not exist (build it with `invoke build`)")
-    with path.open("rb") as f:
-        head = f.read(4)
-    if not (head.startswith(GZIP_MAGIC) or head == ELF_MAGIC):
-        raise UsageError(f"{path} is neither a gzipped nor an ELF kernel image")
-    return path
+from .toolstack import KERNEL_NAME, VmSpec, default_mode, validate_vm_name, within
 
 
 def upload_kernel(
@@ -45,7 +32,10 @@ def install(
     memory_mib: int = 32,
     cmdline: str = "",
     start: bool = False,
+    mode: str | None = None,
     progress: Progress | None = None,
+    timeout: float = 30.0,
+    start_timeout: float = 300.0,
 ) -> dict[str, Any]:
     """Upload, register (re-running updates the same VM), optionally boot until `ready`."""
     validate_vm_name(name)
@@ -53,7 +43,13 @@ def install(
         raise UsageError("memory must be at least 4 MiB")
     remote = upload_kernel(session, kernel, progress)
     vm = session.toolstack.define(
-        VmSpec(name=name, kernel=remote, memory_mib=memory_mib, cmdline=cmdline)
+        VmSpec(
+            name=name,
+            kernel=remote,
+            memory_mib=memory_mib,
+            cmdline=cmdline,
+            mode=mode or default_mode(session.kind),
+        )
     )
     result: dict[str, Any] = {
         "name": vm.name,
@@ -61,12 +57,13 @@ def install(
         "uuid": vm.uuid,
         "kernel": remote,
         "toolstack": session.kind,
+        "mode": mode or default_mode(session.kind),
         "host": session.host.name,
         "domid": session.toolstack.domid(vm),
     }
     if start and result["domid"] is None:
-        session.toolstack.start(vm)
+        within(start_timeout, f"start of {vm.name!r}", lambda: session.toolstack.start(vm))
         guest = session.guest(vm)
-        guest.wait_state("ready")
+        guest.wait_state("ready", timeout)
         result["domid"] = guest.domid
     return result

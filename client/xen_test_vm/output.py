@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -30,23 +31,68 @@ def key_values(data: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {'' if v is None else v}" for k, v in data.items())
 
 
-class ProgressBar:
-    """A one-line bar on stderr, only when stderr is a terminal."""
+def progress_stream() -> TextIO | None:
+    """Progress bars go to stderr, and only when it is a terminal."""
+    return sys.stderr if sys.stderr.isatty() else None
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
+
+def _kib(count: int) -> str:
+    return f"{count / 1024:.1f} KiB"
+
+
+class ProgressBar:
+    """The house's one progress bar: `label [#####-----]  50% 12.0 KiB/24.0 KiB` on a stream.
+
+    Feed it with advance(count) or call it as a transfer callback bar(done, total); it redraws
+    at most ten times a second and draws nothing without a stream.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int = 0, stream: TextIO | None = None) -> None:
         self.label = label
+        self.total = max(total, 0)
+        self.done = 0
         self.stream = stream
-        self.enabled = stream.isatty()
+        self._last_draw = 0.0
+        self._finished = False
+
+    @classmethod
+    def on_terminal(cls, label: str, total: int = 0) -> ProgressBar:
+        """A bar on stderr if it is a terminal, else a silent one."""
+        return cls(label, total, progress_stream())
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
+        self.total = max(total, 0)
+        self.advance(done - self.done)
+        if self.total and done >= self.total:
+            self.finish()
+
+    def advance(self, count: int) -> None:
+        """Record count more bytes; redraw at most ten times a second."""
+        self.done += count
+        now = time.monotonic()
+        if self.stream is not None and (now - self._last_draw >= 0.1 or self.done >= self.total):
+            self._last_draw = now
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.stream is None:
             return
-        width = 30
-        filled = width * done // total
-        self.stream.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done * 100 // total:3d}% "
-            f"{done // 1024} KiB"
-        )
-        if done >= total:
-            self.stream.write("\n")
+        if self.total:
+            fraction = min(self.done / self.total, 1.0)
+            filled = int(fraction * self.WIDTH)
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            text = f"{self.label} [{bar}] {fraction:4.0%} {_kib(self.done)}/{_kib(self.total)}"
+        else:
+            text = f"{self.label} {_kib(self.done)}"
+        self.stream.write("\r" + text)
         self.stream.flush()
+
+    def finish(self) -> None:
+        """End the bar's line (once)."""
+        if self.stream is not None and not self._finished:
+            self._finished = True
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .smoke import FAIL, SKIP, Result
+from .errors import ExitCode
+from .smoke import ERROR, FAIL, PASS, SKIP, Result
 
 COLUMNS = (("scenario", 28), ("group", 9), ("result", 6), ("time", 7))
 
@@ -19,13 +21,14 @@ class LiveTable:
     def __init__(self, stream: TextIO = sys.stdout, enabled: bool = True) -> None:
         self.stream = stream
         self.enabled = enabled
-        self.tty = stream.isatty()
+        # https://no-color.org: any non-empty NO_COLOR turns colour off.
+        self.colour = stream.isatty() and not os.environ.get("NO_COLOR")
         self._header_done = False
 
     def _colour(self, outcome: str) -> str:
-        if not self.tty:
+        if not self.colour:
             return f"{outcome.upper():<6}"
-        code = {"pass": "32", "fail": "31", "skip": "33"}[outcome]
+        code = {PASS: "32", FAIL: "31", ERROR: "35", SKIP: "33"}[outcome]
         return f"\033[{code}m{outcome.upper():<6}\033[0m"
 
     def header(self) -> None:
@@ -54,12 +57,26 @@ class LiveTable:
         """Totals."""
         if not self.enabled:
             return
-        failed = sum(r.outcome == FAIL for r in results)
-        skipped = sum(r.outcome == SKIP for r in results)
-        passed = len(results) - failed - skipped
+        counts = count(results)
         self.stream.write(
-            f"\n{passed} passed, {failed} failed, {skipped} skipped in {seconds:.1f} s\n"
+            f"\n{counts[PASS]} passed, {counts[FAIL]} failed, {counts[ERROR]} errors, "
+            f"{counts[SKIP]} skipped in {seconds:.1f} s\n"
         )
+
+
+def count(results: Sequence[Result]) -> dict[str, int]:
+    """How many results have each outcome."""
+    return {o: sum(r.outcome == o for r in results) for o in (PASS, FAIL, ERROR, SKIP)}
+
+
+def exit_code(results: Sequence[Result]) -> ExitCode:
+    """FAILED if any scenario failed, else ERRORS if any could not run, else OK."""
+    counts = count(results)
+    if counts[FAIL]:
+        return ExitCode.FAILED
+    if counts[ERROR]:
+        return ExitCode.ERRORS
+    return ExitCode.OK
 
 
 def as_json(results: Sequence[Result], host: str, toolstack: str, seconds: float) -> dict[str, Any]:
@@ -68,9 +85,11 @@ def as_json(results: Sequence[Result], host: str, toolstack: str, seconds: float
         "host": host,
         "toolstack": toolstack,
         "seconds": round(seconds, 3),
-        "passed": sum(r.outcome == "pass" for r in results),
-        "failed": sum(r.outcome == FAIL for r in results),
-        "skipped": sum(r.outcome == SKIP for r in results),
+        "passed": count(results)[PASS],
+        "failed": count(results)[FAIL],
+        "errors": count(results)[ERROR],
+        "skipped": count(results)[SKIP],
+        "exit_code": int(exit_code(results)),
         "scenarios": [
             {
                 "name": r.name,
@@ -91,7 +110,8 @@ def write_junit(path: Path, results: Sequence[Result], host: str, seconds: float
         "testsuite",
         name="xen-test-vm smoke",
         tests=str(len(results)),
-        failures=str(sum(r.outcome == FAIL for r in results)),
+        failures=str(count(results)[FAIL]),
+        errors=str(count(results)[ERROR]),
         skipped=str(sum(r.outcome == SKIP for r in results)),
         time=f"{seconds:.3f}",
         hostname=host,
@@ -103,6 +123,9 @@ def write_junit(path: Path, results: Sequence[Result], host: str, seconds: float
         if r.outcome == FAIL:
             failure = ET.SubElement(case, "failure", message=r.detail or "failed")
             failure.text = f"expected: {r.expected}\nobserved: {r.detail}"
+        elif r.outcome == ERROR:
+            error = ET.SubElement(case, "error", message=r.detail or "error")
+            error.text = f"expected: {r.expected}\nthe scenario could not run: {r.detail}"
         elif r.outcome == SKIP:
             ET.SubElement(case, "skipped", message=r.detail)
     ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import UsageError
@@ -49,6 +49,14 @@ def open_host(options: ConnectOptions) -> Host:
     return host
 
 
+def member_options(options: ConnectOptions, address: str) -> ConnectOptions:
+    """How to reach another pool member: its address, with the user of --host."""
+    spec = options.host.removeprefix("ssh://")
+    user = spec.split("@", 1)[0] + "@" if "@" in spec else ""
+    target = f"[{address}]" if ":" in address else address
+    return replace(options, host=f"{user}{target}")
+
+
 class Session:
     """A connected host with its toolstack; close() releases everything."""
 
@@ -67,6 +75,7 @@ class Session:
                     username=options.xapi_user,
                     password=options.xapi_password
                     or os.environ.get("XEN_TEST_VM_XAPI_PASSWORD", ""),
+                    open_member=lambda address: open_host(member_options(options, address)),
                 )
                 if self.kind == "xapi"
                 else XlToolstack(self.host, options.remote_dir, xenstore=lambda: self.xs)
@@ -86,7 +95,7 @@ class Session:
 
     def guest(self, vm: Vm) -> Guest:
         """The VM's running domain."""
-        domid = self.toolstack.domid(vm)
+        domid = self.toolstack.local_domid(vm)
         if domid is None:
             raise UsageError(f"VM {vm.name!r} is not running")
         return Guest(self.xs, domid)

@@ -11,16 +11,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protocol
-from .errors import ClientError, ConnectionLost, SSHError
+from .errors import (
+    ClientError,
+    ConnectionLost,
+    GuestTimeout,
+    SSHError,
+    ToolstackError,
+    UsageError,
+)
 from .guest import Guest
 from .install import upload_kernel
 from .reaper import Reaper
 from .session import Session
-from .toolstack import Vm, VmSpec
+from .toolstack import Vm, VmSpec, default_mode
 from .xl import XlToolstack
 
 SMOKE_MEMORY_MIB = 16
-PASS, FAIL, SKIP = "pass", "fail", "skip"
+# FAIL: the host or guest misbehaved; ERROR: the harness could not run the scenario (SSH,
+# xenstore connection, a bug), as XTF's runner tells a failure from an error.
+PASS, FAIL, ERROR, SKIP = "pass", "fail", "error", "skip"
 
 
 class ScenarioFailed(Exception):
@@ -82,6 +91,7 @@ class Context:
     created: dict[str, TestVm] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     shared: TestVm | None = None
+    mode: str = "pv"
 
     @property
     def toolstack(self) -> XlToolstack:
@@ -103,6 +113,7 @@ class Context:
             on_poweroff=preserve,
             on_crash=preserve,
             other_config={"xen-test-vm": self.run_id},
+            mode=self.mode,
         )
         vm = ts.define(spec)
         with self.lock:
@@ -115,25 +126,16 @@ class Context:
 
     def refresh(self, test_vm: TestVm) -> TestVm:
         """Follow the VM to its current domain (after reboot, restore, migration)."""
-        domid = self.session.toolstack.domid(test_vm.vm)
+        domid = self.session.toolstack.local_domid(test_vm.vm)
         if domid is None:
             raise ScenarioFailed(f"{test_vm.vm.name} has no running domain")
         test_vm.guest = Guest(self.session.xs, domid)
         return test_vm
 
     def wait_new_domain(self, test_vm: TestVm, old_domid: int, timeout: float = 60.0) -> TestVm:
-        """Wait (on @introduceDomain) until the VM runs in a domain other than old_domid, ready."""
-
-        def moved() -> int | None:
-            domid = self.session.toolstack.domid(test_vm.vm)
-            return domid if domid is not None and domid != old_domid else None
-
-        domid = self.session.xs.wait_for(
-            ["@introduceDomain", "@releaseDomain"],
-            moved,
-            timeout,
-            f"{test_vm.vm.name} did not come back",
-        )
+        """Wait until the VM runs in a domain other than old_domid (the toolstack says so: XAPI's
+        VM record, xl's xenstore), then until the kernel there says ready."""
+        domid = self.session.toolstack.wait_new_domid(test_vm.vm, old_domid, timeout)
         test_vm.guest = Guest(self.session.xs, domid)
         test_vm.guest.wait_state("ready")
         return test_vm
@@ -163,20 +165,40 @@ class Context:
         guest.instruct(protocol.Instruction(when="now", action="ignore"))
 
 
-def select(
-    scenarios: Iterable[Scenario], kind: str, only: list[str], skip: list[str]
-) -> list[Scenario]:
-    """Scenarios for this toolstack, filtered by --only / --skip (names or groups, prefixes)."""
+def _matches(s: Scenario, patterns: list[str]) -> bool:
+    return any(s.name == p or s.group == p or s.name.startswith(p.rstrip("*")) for p in patterns)
 
-    def matches(s: Scenario, patterns: list[str]) -> bool:
-        return any(
-            s.name == p or s.group == p or s.name.startswith(p.rstrip("*")) for p in patterns
+
+def check_patterns(scenarios: Iterable[Scenario], patterns: list[str], option: str) -> None:
+    """Every --only/--skip name must pick at least one scenario (checked before connecting)."""
+    known = list(scenarios)
+    unknown = [p for p in patterns if not any(_matches(s, [p]) for s in known)]
+    if unknown:
+        groups = sorted({s.group for s in known})
+        raise UsageError(
+            f"{option}: no scenario or group named {', '.join(map(repr, unknown))} "
+            f"(groups: {', '.join(groups)}; `smoke --list` shows the names)"
         )
 
-    chosen = [s for s in scenarios if kind in s.backends]
+
+def select(
+    scenarios: Iterable[Scenario], kind: str | None, only: list[str], skip: list[str]
+) -> list[Scenario]:
+    """Scenarios for this toolstack (any, if None), filtered by --only / --skip.
+
+    Patterns are names, groups, or name prefixes ending in '*'.
+    """
+    chosen = [s for s in scenarios if kind is None or kind in s.backends]
     if only:
-        chosen = [s for s in chosen if matches(s, only)]
-    return [s for s in chosen if not matches(s, skip)]
+        chosen = [s for s in chosen if _matches(s, only)]
+    return [s for s in chosen if not _matches(s, skip)]
+
+
+def outcome_of(exc: BaseException) -> str:
+    """FAIL when the host or guest behaved wrongly, ERROR when the harness broke."""
+    if isinstance(exc, ScenarioFailed | GuestTimeout | ToolstackError):
+        return FAIL
+    return ERROR
 
 
 def _run_one(ctx: Context, scenario: Scenario) -> Result:
@@ -187,7 +209,7 @@ def _run_one(ctx: Context, scenario: Scenario) -> Result:
     except ScenarioSkipped as exc:
         result.outcome, result.detail = SKIP, str(exc)
     except (ScenarioFailed, ClientError) as exc:
-        result.outcome, result.detail = FAIL, " ".join(str(exc).split())
+        result.outcome, result.detail = outcome_of(exc), " ".join(str(exc).split())
         if scenario.shared_vm:
             ctx.drop_shared()
         if isinstance(exc, ConnectionLost):
@@ -203,6 +225,7 @@ def run_smoke(
     report: Callable[[Result], None],
     upload_progress: Callable[[int, int], None] | None = None,
     jobs: int = 3,
+    mode: str | None = None,
 ) -> list[Result]:
     """Run the scenarios; every VM created is destroyed even on Ctrl-C or a lost connection.
 
@@ -220,7 +243,9 @@ def run_smoke(
         with contextlib.suppress(SSHError, OSError):
             reaper.close()
         raise
-    ctx = Context(session, reaper, remote_kernel, reaper.run_id)
+    ctx = Context(
+        session, reaper, remote_kernel, reaper.run_id, mode=mode or default_mode(session.kind)
+    )
     if isinstance(session.toolstack, XlToolstack):
         session.toolstack = XlToolstack(
             session.host,
@@ -238,16 +263,16 @@ def run_smoke(
     def run_guarded(scenario: Scenario) -> None:
         if lost:
             result = Result(
-                scenario.name, scenario.group, scenario.expected, FAIL, f"not run: {lost[0]}"
+                scenario.name, scenario.group, scenario.expected, ERROR, f"not run: {lost[0]}"
             )
         else:
             try:
                 result = _run_one(ctx, scenario)
             except ConnectionLost as exc:
                 lost.append(str(exc))
-                result = Result(scenario.name, scenario.group, scenario.expected, FAIL, str(exc))
+                result = Result(scenario.name, scenario.group, scenario.expected, ERROR, str(exc))
             except BaseException as exc:  # a bug in a scenario must not hang the run
-                result = Result(scenario.name, scenario.group, scenario.expected, FAIL, repr(exc))
+                result = Result(scenario.name, scenario.group, scenario.expected, ERROR, repr(exc))
         finished.put(result)
 
     def shared_lane() -> None:
@@ -305,9 +330,7 @@ def _cleanup(ctx: Context) -> list[str]:
     remaining = []
     for test_vm in leftovers:
         try:
-            if ctx.session.toolstack.find(test_vm.vm.name) or ctx.session.toolstack.domid(
-                test_vm.vm
-            ):
+            if ctx.session.toolstack.exists(test_vm.vm):
                 remaining.append(test_vm.vm.name)
         except (ClientError, OSError):
             remaining.append(test_vm.vm.name)

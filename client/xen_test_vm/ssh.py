@@ -12,15 +12,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConnectionLost, HostKeyError, RemoteCommandError, SSHError, UsageError
 from .remote import CommandResult, Progress, atomic_write_command, shell_command, stream_file
 
-# user@host, an ssh_config alias, an IPv4/IPv6 literal; never something ssh could read as an option.
-_DESTINATION = re.compile(
-    r"^(?:[A-Za-z0-9._%+][A-Za-z0-9._%+-]*@)?[A-Za-z0-9_\[][A-Za-z0-9._:\[\]-]*$"
-)
+# The parts of a destination; nothing that ssh could read as an option gets through.
+_USER = re.compile(r"[A-Za-z0-9._%+][A-Za-z0-9._%+-]*")
+_HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.%A-Za-z]*")
 SSH_FAILED = 255
 TRACE = bool(os.environ.get("XEN_TEST_VM_TRACE"))
 REMOTE_SHELL_CRASHED = 128 + 11
@@ -60,10 +61,64 @@ def _worth_retrying(result: CommandResult) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where to ssh to: [user@]host[:port], ssh://[user@]host[:port], [v6]:port or a bare v6."""
+
+    host: str  # a host name, ssh_config alias or IP literal (IPv6 without brackets)
+    user: str | None = None
+    port: int | None = None
+
+    def ssh_args(self) -> list[str]:
+        """The ssh options that carry the user and port (the host goes after `--`)."""
+        args = ["-l", self.user] if self.user else []
+        return [*args, "-p", str(self.port)] if self.port else args
+
+
+def parse_destination(text: str) -> Destination:
+    """Read the forms users type; refuse anything ssh could misread (a one-line UsageError)."""
+
+    def bad(why: str = "") -> UsageError:
+        hint = why or "expected [user@]host[:port], ssh://[user@]host[:port] or [IPv6]:port"
+        return UsageError(f"invalid host name {text!r}: {hint}")
+
+    rest = text.removeprefix("ssh://")
+    if rest != text:
+        rest = rest.removesuffix("/")
+    user: str | None = None
+    if "@" in rest:
+        user, rest = rest.rsplit("@", 1)
+        if not _USER.fullmatch(user):
+            raise bad()
+    port_text: str | None = None
+    if rest.startswith("["):
+        host, sep, after = rest[1:].partition("]")
+        if not sep or not _IPV6.fullmatch(host):
+            raise bad()
+        if after:
+            if not after.startswith(":"):
+                raise bad()
+            port_text = after[1:]
+    elif rest.count(":") > 1:  # a bare IPv6 literal: no port (use [addr]:port for one)
+        host = rest
+        if not _IPV6.fullmatch(host):
+            raise bad()
+    else:
+        host, sep, port_text_or_empty = rest.partition(":")
+        port_text = port_text_or_empty if sep else None
+        if not _HOSTNAME.fullmatch(host):
+            raise bad()
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise bad(f"port {port_text!r} is not a number from 1 to 65535")
+        port = int(port_text)
+    return Destination(host, user, port)
+
+
 def validate_destination(destination: str) -> str:
     """Refuse empty names, spaces, control characters, and anything that looks like an option."""
-    if not _DESTINATION.match(destination):
-        raise UsageError(f"invalid host name {destination!r}")
+    parse_destination(destination)
     return destination
 
 
@@ -105,7 +160,8 @@ class SSHHost:
         connect_timeout: int = 10,
         ssh_binary: str = "ssh",
     ) -> None:
-        self.name = validate_destination(destination)
+        self.destination = parse_destination(destination)
+        self.name = destination
         if ssh_config is not None and not ssh_config.is_file():
             raise UsageError(f"ssh config file {ssh_config} does not exist")
         if shutil.which(ssh_binary) is None:
@@ -148,7 +204,7 @@ class SSHHost:
             }
         for key, value in options.items():
             argv += ["-o", f"{key}={value}"]
-        return [*argv, "--", self.name]
+        return [*argv, *self.destination.ssh_args(), "--", self.destination.host]
 
     def _raise_for_ssh(self, proc_returncode: int, stderr: str) -> None:
         if proc_returncode == SSH_FAILED:
@@ -297,7 +353,7 @@ class SSHHost:
                     "-L",
                     f"{local}:{remote_path}",
                     "--",
-                    self.name,
+                    self.destination.host,
                 ],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -316,7 +372,7 @@ class SSHHost:
         with self._lock:
             if self.control_path.exists():
                 subprocess.run(
-                    [*self.ssh_argv()[:-2], "-O", "exit", "--", self.name],
+                    [*self.ssh_argv()[:-2], "-O", "exit", "--", self.destination.host],
                     stdin=subprocess.DEVNULL,
                     capture_output=True,
                     timeout=30,

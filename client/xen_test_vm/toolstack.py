@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import re
+import shlex
+import threading
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from .errors import UsageError
+from .errors import GuestTimeout, OperationTimeout, ToolstackError, UsageError, XapiUnavailable
 from .remote import Host
 
 KERNEL_NAME = "test-vm.xen.gz"
+T = TypeVar("T")
+# The boot modes of the one kernel image: xl's `type`, XAPI's `domain_type`.
+MODES = ("pv", "pvh")
+
+
+def default_mode(kind: str) -> str:
+    """The boot mode a toolstack kind gets unless --mode says otherwise.
+
+    XAPI hosts (XenServer 8, XCP-ng 8.3) no longer support PV guests and create the test VM
+    as PVH themselves; plain Xen (xl) keeps PV, which runs on every x86 Xen host, also one
+    without hardware virtualisation (PVH needs VT-x/SVM).
+    """
+    return "pvh" if kind == "xapi" else "pv"
 
 
 @dataclass(frozen=True)
@@ -25,6 +43,7 @@ class VmSpec:
     on_reboot: str = "restart"
     on_crash: str = "destroy"
     other_config: dict[str, str] = field(default_factory=dict)
+    mode: str = "pv"
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,10 @@ class Toolstack(ABC):
     def find(self, name: str) -> Vm | None:
         """The VM registered under name, if any."""
 
+    def exists(self, vm: Vm) -> bool:
+        """Whether anything of the VM is left: its registration or a domain under its name."""
+        return self.find(vm.name) is not None or self.domid(vm) is not None
+
     @abstractmethod
     def define(self, spec: VmSpec) -> Vm:
         """Register the VM (or update the one with that name)."""
@@ -88,6 +111,26 @@ class Toolstack(ABC):
     @abstractmethod
     def domid(self, vm: Vm) -> int | None:
         """The running domain's id, None when it has no domain."""
+
+    def local_domid(self, vm: Vm) -> int | None:
+        """The domid if the domain runs on the host we are connected to (whose xenstore we
+        see); an error if it runs on another host. Toolstacks without pools: domid()."""
+        return self.domid(vm)
+
+    def wait_new_domid(self, vm: Vm, old_domid: int, timeout: float) -> int:
+        """Until the VM runs in a domain other than old_domid (after a reboot); its domid.
+
+        This default polls; XAPI follows the VM record (event.from), xl xenstore's
+        @introduceDomain.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            domid = self.local_domid(vm)
+            if domid is not None and domid != old_domid:
+                return domid
+            if time.monotonic() > deadline:
+                raise GuestTimeout(f"{vm.name} did not come back within {timeout:g} s")
+            time.sleep(0.5)
 
     @abstractmethod
     def power_state(self, vm: Vm) -> str:
@@ -113,6 +156,10 @@ class Toolstack(ABC):
     def resume(self, vm: Vm) -> None:
         """Resume a suspended guest."""
 
+    def checkpoint(self, vm: Vm) -> None:
+        """Save the state and let the guest carry on (to the guest: a cancelled suspend)."""
+        raise ToolstackError("NOT_SUPPORTED", f"{self.kind} hosts: checkpoint is not supported")
+
     @abstractmethod
     def migrate(self, vm: Vm, destination: str | None = None) -> None:
         """Live-migrate to destination (another pool member or host), or to this host."""
@@ -128,20 +175,70 @@ class Toolstack(ABC):
         self.undefine(vm)
 
 
-def detect(host: Host) -> str:
-    """'xapi' if the host runs XAPI (xe and xapi present), else 'xl' if xl exists."""
-    probe = host.run(
-        [
-            "sh",
-            "-c",
-            "if command -v xe >/dev/null 2>&1"
-            " && { [ -S /var/lib/xcp/xapi ] || pidof xapi >/dev/null 2>&1; };"
-            " then echo xapi; elif command -v xl >/dev/null 2>&1; then echo xl; else echo none; fi",
-        ],
-        timeout=60,
-        idempotent=True,
+def within(seconds: float, what: str, operation: Callable[[], T]) -> T:
+    """Run a toolstack operation; OperationTimeout if it has not finished after `seconds`.
+
+    The operation runs in a daemon thread: whatever it started on the host goes on, which the
+    message says; closing the session afterwards ends its SSH commands.
+    """
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            outcome.append(operation())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=body, name=what, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise OperationTimeout(
+            f"{what} did not finish within {seconds:g} s (the toolstack may still be working on "
+            "it; check with the status verb)"
+        )
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+# What marks a XAPI host even while xapi is down or restarting (xapi writes the inventory at
+# install time; ocaml/xapi/xapi_globs.ml ~81 names the socket).
+XAPI_INVENTORY = "/etc/xensource-inventory"
+XAPI_SOCKET_PATH = "/var/lib/xcp/xapi"
+
+
+def _probe_script() -> str:
+    inventory, socket = shlex.quote(XAPI_INVENTORY), shlex.quote(XAPI_SOCKET_PATH)
+    return (
+        'has() { command -v "$1" >/dev/null 2>&1 && echo 1 || echo 0; }; '
+        f"[ -e {inventory} ] && inventory=1 || inventory=0; "
+        f"[ -S {socket} ] && socket=1 || socket=0; "
+        "pidof xapi >/dev/null 2>&1 && running=1 || running=0; "
+        'echo "xe=$(has xe) inventory=$inventory socket=$socket running=$running xl=$(has xl)"'
     )
-    kind = probe.stdout.strip()
-    if kind not in ("xapi", "xl"):
-        raise UsageError(f"{host.name} is not a Xen host: neither XAPI (xe) nor xl found")
-    return kind
+
+
+def detect(host: Host) -> str:
+    """'xapi' if xapi's socket is there; 'xl' if xl exists and nothing says XAPI.
+
+    A XAPI host whose xapi is down or restarting (xe, the inventory or a xapi process, but no
+    socket) is refused: xl there would act behind xapi's back, and xapi would undo it.
+    """
+    probe = host.run(["sh", "-c", _probe_script()], timeout=60, idempotent=True)
+    facts = dict(item.split("=", 1) for item in probe.stdout.split() if "=" in item)
+    if facts.get("socket") == "1":
+        return "xapi"
+    marks = [name for name in ("xe", "inventory", "running") if facts.get(name) == "1"]
+    if marks:
+        seen = {"xe": "xe", "inventory": XAPI_INVENTORY, "running": "a xapi process"}
+        raise XapiUnavailable(
+            "XAPI_NOT_RUNNING",
+            f"{host.name} is a XAPI host ({', '.join(seen[m] for m in marks)}) but xapi does not "
+            f"answer (no {XAPI_SOCKET_PATH}; restarting?): not falling back to xl; retry once "
+            "`xe host-list` works",
+        )
+    if facts.get("xl") == "1":
+        return "xl"
+    raise UsageError(f"{host.name} is not a Xen host: neither XAPI (xe) nor xl found")

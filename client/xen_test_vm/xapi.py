@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import socket
 import time
 import xmlrpc.client
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import XenAPI
 
 from .errors import GuestTimeout, ToolstackError, UsageError
-from .remote import Host
-from .toolstack import Toolstack, Vm, VmSpec, version_tuple
+from .remote import Host, atomic_write_command
+from .toolstack import XAPI_SOCKET_PATH, Toolstack, Vm, VmSpec, version_tuple
 
-XAPI_SOCKET = "/var/lib/xcp/xapi"
+XAPI_SOCKET = XAPI_SOCKET_PATH
 NULL_REF = "OpaqueRef:NULL"
 MIB = 1024 * 1024
-# XAPI 24.20 boots PV kernels only from here; older releases from /boot/guest.
+# Direct-boot kernels: /var/lib/xcp/guest is allowed since xapi v23.9.0 (CP-30367) and the only
+# directory since v24.20.0 (IH-507, ocaml/xapi/xapi_xenops.ml ~348); older releases: /boot/guest.
 GUEST_DIR_NEW = "/var/lib/xcp/guest"
 GUEST_DIR_OLD = "/boot/guest"
-FIRST_XAPI_WITH_NEW_DIR = (24, 20)
+FIRST_XAPI_WITH_NEW_DIR = (23, 9)
 POWER_WAIT = 300.0
 
 SessionFactory = Callable[[], Any]
+# Opens a connection (SSH) to another pool member by its address, for copying the kernel there.
+MemberOpener = Callable[[str], Host]
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -51,11 +55,17 @@ class UnixTransport(xmlrpc.client.Transport):
 
 
 def guest_kernel_dir(software_version: dict[str, str]) -> str:
-    """Pick the kernel directory from the host's XAPI version (xapi_build or xapi)."""
+    """Pick the kernel directory from the host's XAPI version (xapi_build or xapi).
+
+    A dev build (no version from its build: xapi_build "0.0.dev", xapi "0.0", git_id "dev";
+    ocaml/util/xapi_version.ml ~30) is today's source, which takes /var/lib/xcp/guest only.
+    """
     raw = software_version.get("xapi_build") or software_version.get("xapi") or ""
     version = version_tuple(raw)
     if not version:
         raise ToolstackError("UNKNOWN_XAPI_VERSION", f"cannot read the XAPI version from {raw!r}")
+    if version[0] == 0 or software_version.get("git_id") == "dev":
+        return GUEST_DIR_NEW
     return GUEST_DIR_NEW if version >= FIRST_XAPI_WITH_NEW_DIR else GUEST_DIR_OLD
 
 
@@ -107,12 +117,13 @@ def vm_record(spec: VmSpec) -> dict[str, Any]:
         "generation_id": "",
         "hardware_platform_version": "0",
         "has_vendor_device": False,
-        "domain_type": "pv",
+        "domain_type": spec.mode,
     }
 
 
 class XapiToolstack(Toolstack):
-    """XenAPI on a XenServer / XCP-ng host (talk to the pool master)."""
+    """XenAPI on a XenServer / XCP-ng host: the master or a pool member (over its socket xapi
+    forwards to the master); kernels, starts and xenstore stay on the host we are on."""
 
     kind = "xapi"
 
@@ -122,6 +133,7 @@ class XapiToolstack(Toolstack):
         session_factory: SessionFactory | None = None,
         username: str = "root",
         password: str = "",
+        open_member: MemberOpener | None = None,
     ) -> None:
         super().__init__(host)
         factory = session_factory or (
@@ -141,6 +153,8 @@ class XapiToolstack(Toolstack):
             raise _failure(exc, "login") from None
         self.api = self.session.xenapi
         self._host_ref: str | None = None
+        self._master_ref: str | None = None
+        self.open_member = open_member
 
     def close(self) -> None:
         """Log out."""
@@ -158,34 +172,114 @@ class XapiToolstack(Toolstack):
             raise _failure(exc, method) from None
 
     def this_host(self) -> str:
-        """The pool master's host ref (the host we installed the kernel on)."""
+        """The host we are connected to (session.get_this_host): where the kernel is copied to
+        and whose xenstore we see. Over a pool member's socket xapi logs us in and forwards
+        every call to the master (ocaml/xapi/api_server.ml ~55-63), so this is not the master."""
         if self._host_ref is None:
-            pool = self.call("pool.get_all")[0]
-            self._host_ref = str(self.call("pool.get_master", pool))
+            self._host_ref = str(self.call("session.get_this_host", self.session._session))
         return self._host_ref
 
+    def master(self) -> str:
+        """The pool master's host ref (pool.get_master)."""
+        if self._master_ref is None:
+            pool = self.call("pool.get_all")[0]
+            self._master_ref = str(self.call("pool.get_master", pool))
+        return self._master_ref
+
+    def is_pool_member(self) -> bool:
+        """Connected to a pool member rather than to the master."""
+        return self.this_host() != self.master()
+
     def kernel_dir(self) -> str:
-        """From the host's software_version."""
+        """From this host's software_version (a pool may mix xapi versions)."""
         return guest_kernel_dir(self.call("host.get_software_version", self.this_host()))
 
-    def find(self, name: str) -> Vm | None:
-        """The first non-template VM with this name label."""
+    def local_domid(self, vm: Vm) -> int | None:
+        """The domid, if the domain runs on this host (VM.resident_on): only then is it in the
+        xenstore we see; a domid of another pool member's domain names another guest here."""
+        record = self.call("VM.get_record", vm.ref)
+        domid = int(record["domid"])
+        if domid < 0:
+            return None
+        resident = str(record.get("resident_on", NULL_REF))
+        if resident not in (NULL_REF, self.this_host()):
+            raise ToolstackError(
+                "VM_NOT_ON_THIS_HOST",
+                f"{vm.name!r} runs on pool member {self._host_label(resident)}, not on "
+                f"{self._host_label(self.this_host())}: its xenstore is there (--host that member)",
+            )
+        return domid
+
+    def _host_label(self, ref: str) -> str:
+        try:
+            return str(self.call("host.get_name_label", ref))
+        except ToolstackError:
+            return ref
+
+    def _find_record(self, name: str) -> tuple[str, dict[str, Any]] | None:
         for ref in self.call("VM.get_by_name_label", name):
             record = self.call("VM.get_record", ref)
             if not record["is_a_template"] and not record["is_control_domain"]:
-                return Vm(name=name, ref=ref, uuid=record["uuid"])
+                return str(ref), record
         return None
 
+    def find(self, name: str) -> Vm | None:
+        """The first non-template VM with this name label."""
+        found = self._find_record(name)
+        return Vm(name=name, ref=found[0], uuid=found[1]["uuid"]) if found else None
+
+    def exists(self, vm: Vm) -> bool:
+        """By uuid: a destroyed VM's ref is HANDLE_INVALID for every call (its domid included),
+        and another VM may carry the same name label."""
+        try:
+            self.call("VM.get_by_uuid", vm.uuid)
+        except ToolstackError as exc:
+            if exc.code == "UUID_INVALID":
+                return False
+            raise
+        return True
+
     def define(self, spec: VmSpec) -> Vm:
-        """VM.create, or bring the existing VM's kernel, args and memory up to date."""
-        existing = self.find(spec.name)
-        if existing is None:
-            ref = self.call("VM.create", vm_record(spec))
+        """VM.create, or bring the existing VM's domain type, kernel, args and memory up to
+        date."""
+        found = self._find_record(spec.name)
+        if found is None:
+            # Affinity: a plain VM.start (xe vm-start) picks this host, which has the kernel.
+            ref = self.call("VM.create", vm_record(spec) | {"affinity": self.this_host()})
             return Vm(name=spec.name, ref=ref, uuid=self.call("VM.get_uuid", ref))
-        self.call("VM.set_PV_kernel", existing.ref, spec.kernel)
-        self.call("VM.set_PV_args", existing.ref, spec.cmdline)
+        ref, record = found
+        existing = Vm(name=spec.name, ref=ref, uuid=record["uuid"])
         memory = str(spec.memory_mib * MIB)
-        self.call("VM.set_memory_limits", existing.ref, memory, memory, memory, memory)
+        limits = ("memory_static_min", "memory_dynamic_min", "memory_dynamic_max")
+        memory_changes = any(
+            str(record.get(key)) != memory for key in (*limits, "memory_static_max")
+        )
+        state = str(record.get("power_state", ""))
+        # Checked before anything changes: XAPI refuses set_memory_limits unless Halted
+        # (ocaml/xapi/xapi_vm_lifecycle.ml ~37-40, changing_memory_limits), and a refusal after
+        # the kernel was swapped would leave the VM half updated.
+        if memory_changes and state != "Halted":
+            raise ToolstackError(
+                "VM_BAD_POWER_STATE",
+                f"{spec.name!r} is {state.lower()}: its memory can only change while it is "
+                "halted; nothing was changed (shut it down first, or keep its memory: "
+                f"{int(record['memory_static_max']) // MIB} MiB)",
+            )
+        # Boot settings take effect at the next start, so they may change while it runs.
+        # HVM_boot_policy "" first (xapi_vm.ml ~1675: that also sets domain_type pv), then the
+        # domain type (xapi_vm.ml ~1656: that also derives HVM_boot_policy again).
+        if record.get("HVM_boot_policy", "") != "":
+            self.call("VM.set_HVM_boot_policy", ref, "")
+        if record.get("HVM_boot_policy", "") != "" or record.get("domain_type") != spec.mode:
+            self.call("VM.set_domain_type", ref, spec.mode)
+        if record.get("PV_bootloader", "") != "":
+            self.call("VM.set_PV_bootloader", ref, "")
+        self.call("VM.set_PV_kernel", ref, spec.kernel)
+        self.call("VM.set_PV_args", ref, spec.cmdline)
+        if record.get("affinity") != self.this_host():
+            self.call("VM.set_affinity", ref, self.this_host())
+        if memory_changes:
+            self.call("VM.set_memory_limits", ref, memory, memory, memory, memory)
         return existing
 
     def undefine(self, vm: Vm) -> None:
@@ -205,23 +299,56 @@ class XapiToolstack(Toolstack):
         """Running, Halted, Suspended, Paused -> lower case."""
         return str(self.call("VM.get_power_state", vm.ref)).lower()
 
-    def wait_power_state(self, vm: Vm, wanted: set[str], timeout: float = POWER_WAIT) -> str:
-        """Follow the VM with event.from until its power_state is one of `wanted`."""
+    def _snapshots(self, vm: Vm, timeout: float, late: Callable[[], str]) -> Iterator[Any]:
+        """The VM's records as event.from delivers them; GuestTimeout(late()) at the deadline."""
         deadline = time.monotonic() + timeout
         token = ""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise GuestTimeout(
-                    f"{vm.name!r} did not reach {'/'.join(sorted(wanted))} within {timeout:g} s"
-                )
+                raise GuestTimeout(late())
             result = self.call("event.from", [f"vm/{vm.ref}"], token, min(remaining, 30.0))
             token = result["token"]
             for event in result["events"]:
-                snapshot = event.get("snapshot") or {}
-                state = str(snapshot.get("power_state", "")).lower()
-                if event.get("ref") == vm.ref and state in wanted:
-                    return state
+                if event.get("ref") == vm.ref:
+                    yield event.get("snapshot") or {}
+
+    def wait_power_state(self, vm: Vm, wanted: set[str], timeout: float = POWER_WAIT) -> str:
+        """Follow the VM with event.from until its power_state is one of `wanted`."""
+        states = "/".join(sorted(wanted))
+        for snapshot in self._snapshots(
+            vm, timeout, lambda: f"{vm.name!r} did not reach {states} within {timeout:g} s"
+        ):
+            state = str(snapshot.get("power_state", "")).lower()
+            if state in wanted:
+                return state
+        raise AssertionError("unreachable: _snapshots ends by raising")
+
+    def wait_new_domid(self, vm: Vm, old_domid: int, timeout: float) -> int:
+        """Follow the VM record with event.from until it runs in a new domain.
+
+        xapi sets VM.domid when xenopsd's event reaches it, after the new domain was introduced
+        to xenstore (ocaml/xapi/xapi_xenops.ml ~2193, update_vm_internal): @introduceDomain
+        comes earlier. A guest reboot within 120 s of start is delayed 15 s more
+        (ocaml/xenopsd/xc/xenops_server_xen.ml ~3751, xenops_server.ml ~2885).
+        """
+        for snapshot in self._snapshots(
+            vm,
+            timeout,
+            lambda: (
+                f"{vm.name!r} did not come back within {timeout:g} s (still domain "
+                f"{old_domid} or none)"
+            ),
+        ):
+            if str(snapshot.get("power_state")) != "Running":
+                continue
+            domid = int(snapshot.get("domid", -1))
+            if domid >= 0 and domid != old_domid:
+                resident = str(snapshot.get("resident_on", NULL_REF))
+                if resident not in (NULL_REF, self.this_host()):
+                    return self.local_domid(vm) or domid  # raises VM_NOT_ON_THIS_HOST
+                return domid
+        raise AssertionError("unreachable: _snapshots ends by raising")
 
     def clean_shutdown(self, vm: Vm) -> None:
         """VM.clean_shutdown (VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT if the guest stays silent)."""
@@ -244,13 +371,34 @@ class XapiToolstack(Toolstack):
         self.call("VM.resume_on", vm.ref, self.this_host(), False, False)
 
     def migrate(self, vm: Vm, destination: str | None = None) -> None:
-        """VM.pool_migrate to a pool member (by name label or uuid), or to this host."""
+        """VM.pool_migrate to a pool member (by name label or uuid), or to this host.
+
+        A VM restarts (reboot, crash restart) on the host it runs on: before it moves to
+        another member, its kernel is copied there, to the same path.
+        """
         if destination is None:
             target = self.this_host()
         else:
             refs = self.call("host.get_by_name_label", destination)
             target = refs[0] if refs else self.call("host.get_by_uuid", destination)
+        if target != self.this_host():
+            self.copy_kernel_to(target, str(self.call("VM.get_PV_kernel", vm.ref)))
         self.call("VM.pool_migrate", vm.ref, target, {"live": "true"})
+
+    def copy_kernel_to(self, member: str, path: str) -> None:
+        """Copy the kernel at `path` on this host to the same path on another pool member."""
+        address = str(self.call("host.get_address", member))
+        if self.open_member is None:
+            raise UsageError(f"cannot reach pool member {address} to copy the kernel there")
+        # Through base64: command output travels as text.
+        encoded = self.host.run(["base64", path], timeout=120, idempotent=True).stdout
+        data = base64.b64decode(encoded)
+        other = self.open_member(address)
+        try:
+            other.run(["mkdir", "-p", path.rsplit("/", 1)[0]], idempotent=True)
+            other.run(atomic_write_command(path), input=data, idempotent=True)
+        finally:
+            other.close()
 
     def cleanup_commands(self, vm: Vm) -> list[list[str]]:
         """xe, by uuid (safe whatever the name)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import RemoteCommandError, ToolstackError, UsageError
@@ -49,21 +49,33 @@ def config_slug(name: str) -> str:
     return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
+def xl_config_text(settings: Mapping[str, str | int]) -> str:
+    """The house's one xl config writer: `key = value` lines, strings quoted by xl_string."""
+    for key in settings:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+            raise ValueError(f"not an xl config key: {key!r}")
+    return "".join(
+        f"{key} = {value if isinstance(value, int) else xl_string(value)}\n"
+        for key, value in settings.items()
+    )
+
+
 def xl_config(spec: VmSpec) -> str:
     """The xl domain configuration for a test VM."""
-    lines = {
-        "name": xl_string(spec.name),
-        "type": '"pv"',
-        "kernel": xl_string(spec.kernel),
-        "cmdline": xl_string(spec.cmdline),
-        "memory": str(spec.memory_mib),
-        "maxmem": str(spec.memory_mib),
-        "vcpus": str(spec.vcpus),
-        "on_poweroff": xl_string(spec.on_poweroff),
-        "on_reboot": xl_string(spec.on_reboot),
-        "on_crash": xl_string(spec.on_crash),
-    }
-    return "".join(f"{key} = {value}\n" for key, value in lines.items())
+    return xl_config_text(
+        {
+            "name": spec.name,
+            "type": spec.mode,
+            "kernel": spec.kernel,
+            "cmdline": spec.cmdline,
+            "memory": spec.memory_mib,
+            "maxmem": spec.memory_mib,
+            "vcpus": spec.vcpus,
+            "on_poweroff": spec.on_poweroff,
+            "on_reboot": spec.on_reboot,
+            "on_crash": spec.on_crash,
+        }
+    )
 
 
 def classify_xl_failure(operation: str, error: RemoteCommandError) -> ToolstackError:
@@ -71,7 +83,7 @@ def classify_xl_failure(operation: str, error: RemoteCommandError) -> ToolstackE
     text = error.stderr
     if "didn't acknowledge" in text or "acknowledgement of" in text or "timed out" in text:
         code = ACK_FAILURE
-    elif "not found" in text.lower() or "invalid domain" in text.lower():
+    elif any(m in text.lower() for m in ("not found", "invalid domain", "does not exist")):
         code = "NO_SUCH_DOMAIN"
     else:
         code = "XL_FAILED"
@@ -191,6 +203,16 @@ class XlToolstack(Toolstack):
 
     def power_state(self, vm: Vm) -> str:
         """Map xl's state letters to XAPI-like words."""
+        for _ in range(3):
+            try:
+                return self._power_state(vm)
+            except ToolstackError as exc:
+                if exc.code != "NO_SUCH_DOMAIN":
+                    raise
+                # The domain went away between finding it and asking xl about it: look again.
+        return self._power_state(vm)
+
+    def _power_state(self, vm: Vm) -> str:
         domid = self.domid(vm)
         if domid is None:
             saved = (
@@ -230,8 +252,29 @@ class XlToolstack(Toolstack):
             self._xl("destroy", str(domid))
 
     def clean_reboot(self, vm: Vm) -> None:
-        """xl reboot -w."""
-        self._xl("reboot", "-w", self._require_domid(vm), timeout=ACK_WAIT + SLOW)
+        """xl reboot -w, then wait until the VM runs in its new domain."""
+        old = self._require_domid(vm)
+        self._xl("reboot", "-w", old, timeout=ACK_WAIT + SLOW)
+        if self.xenstore is None:
+            return
+        self.wait_new_domid(vm, int(old), SLOW)
+
+    def wait_new_domid(self, vm: Vm, old_domid: int, timeout: float) -> int:
+        """On xenstore's @introduceDomain/@releaseDomain: xl names the new domain at once."""
+        if self.xenstore is None:
+            return super().wait_new_domid(vm, old_domid, timeout)
+        xs = self.xenstore()
+
+        def moved() -> int | None:
+            found = find_domids_by_name(xs, vm.name)
+            return found[0] if found and found[0] != old_domid else None
+
+        return xs.wait_for(
+            ["@introduceDomain", "@releaseDomain"],
+            moved,
+            timeout,
+            f"{vm.name!r} did not come back (still domain {old_domid})",
+        )
 
     def suspend(self, vm: Vm) -> None:
         """xl save into the state directory (the domain is gone afterwards)."""
@@ -249,14 +292,16 @@ class XlToolstack(Toolstack):
         self._xl("restore", self.save_path(vm))
         self.host.run(["rm", "-f", self.save_path(vm)], idempotent=True)
 
-    def live_migration_blocker(self) -> str | None:
-        """Why PV live migration cannot work here, or None: it needs log-dirty (shadow) paging."""
+    def live_migration_blocker(self, mode: str = "pv") -> str | None:
+        """Why live migration cannot work here, or None: it needs log-dirty mode, which a PV
+        guest gets only from shadow paging, a PVH guest also from hardware-assisted paging."""
+        usable = {"shadow"} if mode == "pv" else {"shadow", "hap"}
         for line in self._xl("info", timeout=60).splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "virt_caps" and "shadow" not in value.split():
+            if key.strip() == "virt_caps" and not usable & set(value.split()):
                 return (
-                    f"this Xen has no shadow paging (virt_caps:{value.rstrip()}), "
-                    "PV live migration needs it"
+                    f"this Xen has no {' or '.join(sorted(usable))} paging "
+                    f"(virt_caps:{value.rstrip()}), {mode.upper()} live migration needs it"
                 )
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,31 @@ import pytest
 from tests.client.client_fakes import RecordingHost
 
 ROOT = Path(__file__).resolve().parents[2]
+# The installed console script (pip's entry point), as a user runs it.
+CONSOLE_SCRIPT = Path(sys.executable).parent / "xen-test-vm"
+
+
+def xen_test_vm(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script with args, as a user would; its output as text."""
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
+    """The one `xen-test-vm: error: ...` line a failed run exits with code after, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xen-test-vm: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
 
 
 @pytest.fixture

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def xen_test_vm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "xen_test_vm", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+from tests.client.conftest import one_error_line, xen_test_vm
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("xen-test-vm: error: ")
-    assert needle in lines[0]
-    assert "Traceback" not in proc.stderr
+    line = one_error_line(proc, code)
+    assert needle in line, line
 
 
 def test_missing_kernel_file(tmp_path: Path) -> None:

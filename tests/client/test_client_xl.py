@@ -7,7 +7,7 @@ import json
 import pytest
 from xen_test_vm.errors import ToolstackError, UsageError
 from xen_test_vm.remote import CommandResult
-from xen_test_vm.toolstack import Vm, VmSpec, validate_vm_name
+from xen_test_vm.toolstack import Vm, VmSpec, default_mode, validate_vm_name
 from xen_test_vm.xl import ACK_FAILURE, XlToolstack, config_slug, xl_config, xl_string
 
 from tests.client.client_fakes import RecordingHost
@@ -34,6 +34,28 @@ def test_config_names_the_vm_and_its_kernel() -> None:
     assert 'cmdline = "heartbeat=0"\n' in text
     assert "memory = 16\n" in text and "maxmem = 16\n" in text
     assert 'on_poweroff = "destroy"\non_reboot = "restart"\non_crash = "destroy"\n' in text
+
+
+def test_config_writes_every_option_the_lab_and_the_kernel_tests_use() -> None:
+    spec = VmSpec(
+        name="g",
+        kernel="/r/test-vm.xen.gz",
+        memory_mib=4,
+        vcpus=2,
+        cmdline="xsstats=1 heartbeat=0",
+        on_poweroff="preserve",
+        on_reboot="preserve",
+        on_crash="preserve",
+        mode="pvh",
+    )
+    assert xl_config(spec) == (
+        'name = "g"\ntype = "pvh"\nkernel = "/r/test-vm.xen.gz"\n'
+        'cmdline = "xsstats=1 heartbeat=0"\nmemory = 4\nmaxmem = 4\nvcpus = 2\n'
+        'on_poweroff = "preserve"\non_reboot = "preserve"\non_crash = "preserve"\n'
+    )
+    # No command line is an empty one: the kernel reads "" either way.
+    assert 'cmdline = ""\n' in xl_config(VmSpec(name="g", kernel="/k"))
+    assert "vcpus = 1\n" in xl_config(VmSpec(name="g", kernel="/k"))
 
 
 def test_config_file_names_are_safe_and_distinct() -> None:
@@ -144,3 +166,63 @@ def test_live_migration_needs_shadow_paging(recording_host: RecordingHost) -> No
         argv, 0, "virt_caps : pv hvm hap shadow\n", ""
     )
     assert XlToolstack(recording_host).live_migration_blocker() is None
+
+
+def test_one_xl_config_writer_for_every_config() -> None:
+    from xen_test_vm.xl import xl_config_text
+
+    text = xl_config_text({"name": 'a "b"', "memory": 16, "extra": "console=hvc0"})
+    assert text == 'name = "a \\"b\\""\nmemory = 16\nextra = "console=hvc0"\n'
+    with pytest.raises(ValueError, match="not an xl config key"):
+        xl_config_text({"bad key": "x"})
+
+
+def test_free_form_configs_take_ramdisk_and_extra() -> None:
+    from xen_test_vm.xl import xl_config_text
+
+    text = xl_config_text(
+        {"name": "b", "type": "pv", "kernel": "/k", "ramdisk": "/i", "extra": "console=hvc0 quiet"}
+    )
+    assert text == (
+        'name = "b"\ntype = "pv"\nkernel = "/k"\nramdisk = "/i"\nextra = "console=hvc0 quiet"\n'
+    )
+
+
+def test_pvh_live_migration_also_works_with_hardware_assisted_paging(
+    recording_host: RecordingHost,
+) -> None:
+    recording_host.responder = lambda argv, _: CommandResult(
+        argv, 0, "virt_caps : pv hvm hap\n", ""
+    )
+    assert XlToolstack(recording_host).live_migration_blocker("pvh") is None
+    recording_host.responder = lambda argv, _: CommandResult(argv, 0, "virt_caps : pv\n", "")
+    assert "hap" in (XlToolstack(recording_host).live_migration_blocker("pvh") or "")
+
+
+def test_xl_config_type_is_the_boot_mode() -> None:
+    assert 'type = "pvh"\n' in xl_config(VmSpec(name="t", kernel="/k", mode="pvh"))
+    assert 'type = "pv"\n' in xl_config(VmSpec(name="t", kernel="/k"))
+
+
+def test_default_mode_is_pvh_on_xapi_and_pv_on_xl() -> None:
+    assert (default_mode("xapi"), default_mode("xl")) == ("pvh", "pv")
+
+
+def test_a_domain_gone_between_lookup_and_xl_list_is_looked_up_again(
+    recording_host: RecordingHost,
+) -> None:
+    answers = iter(
+        [
+            (1, "", "Error: Domain '2' does not exist.\n"),
+            (0, "Name ID Mem VCPUs State Time(s) UUID Reason-Code Security\n"
+                "vm 3 16 1 -b---- 0.1 u -1 -\n", ""),
+        ]
+    )  # fmt: skip
+
+    def respond(argv: list[str], _input: bytes | None) -> CommandResult | None:
+        return CommandResult(argv, *next(answers)) if argv[:3] == ["xl", "list", "-v"] else None
+
+    recording_host.responder = respond
+    ts = XlToolstack(recording_host)
+    ts.domid = lambda vm: 2  # type: ignore[method-assign]
+    assert ts.power_state(Vm("vm", "/cfg")) == "running"

@@ -1,0 +1,72 @@
+"""The client against the XAPI EMULATOR in the lab's dom0 (lab/xapi_emulator): not XAPI.
+
+No real XenServer or XCP-ng was available. The emulator serves XenAPI on /var/lib/xcp/xapi and
+drives real domains on the lab's real Xen; where a guest can tell, it follows xenopsd's sources.
+These are the issue-11 item-3 rows that the emulator can show; select them with `-k xapi`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from xen_test_lab import xapi_lab
+from xen_test_lab.lab import LabHost
+from xen_test_vm.errors import ExitCode
+
+from tests.client.test_client_lab import cli
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def xapi_host(lab_host: LabHost) -> Iterator[LabHost]:
+    """The lab's dom0 as an emulated XAPI host; a plain xl host again afterwards."""
+    xapi_lab.install(lab_host)
+    xapi_lab.start(lab_host)
+    try:
+        yield lab_host
+    finally:
+        xapi_lab.uninstall(lab_host)
+
+
+def test_xapi_reboot_rows_on_the_emulator(xapi_host: LabHost, client_kernel: Path) -> None:
+    """armed-reboot-on-poweroff: success and Halted; reboots followed through event.from."""
+    rows = ["armed-reboot-on-poweroff", "clean-reboot", "request-reboot"]
+    only = [arg for name in rows for arg in ("--only", name)]
+    proc = cli(xapi_host, "smoke", "--kernel", str(client_kernel), *only, "--json")
+    assert proc.returncode == 0, (
+        proc.stdout[-3000:] + proc.stderr[-2000:] + xapi_lab.log(xapi_host)[-2000:]
+    )
+    report = json.loads(proc.stdout)
+    assert report["toolstack"] == "xapi"
+    outcome = {s["name"]: (s["outcome"], s["detail"]) for s in report["scenarios"]}
+    assert outcome["armed-reboot-on-poweroff"] == ("pass", "power state halted")
+    assert {name for name, (o, _) in outcome.items() if o == "pass"} == set(rows)
+
+
+def test_xapi_re_install_on_a_running_vm(xapi_host: LabHost, client_kernel: Path) -> None:
+    name = "xtvm-xapi-reinstall"
+    kernel = ["--kernel", str(client_kernel), "--name", name]
+    assert cli(xapi_host, "install", *kernel, "--memory", "16", "--start").returncode == 0
+    try:
+        refused = cli(xapi_host, "install", *kernel, "--memory", "24")
+        assert refused.returncode == ExitCode.FAILED, refused.stderr
+        assert "VM_BAD_POWER_STATE" in refused.stderr and "nothing was changed" in refused.stderr
+        again = cli(xapi_host, "install", *kernel, "--memory", "16", "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["domid"] is not None
+    finally:
+        assert cli(xapi_host, "destroy", name).returncode == 0
+
+
+def test_xapi_down_is_refused_not_taken_for_xl(xapi_host: LabHost) -> None:
+    xapi_lab.stop(xapi_host)  # xe stays: a XAPI host whose xapi is down
+    try:
+        proc = cli(xapi_host, "status", "any-vm")
+        assert proc.returncode == ExitCode.FAILED
+        assert proc.stderr.count("\n") == 1 and "XAPI_NOT_RUNNING" in proc.stderr
+    finally:
+        xapi_lab.start(xapi_host)
