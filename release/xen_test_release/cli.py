@@ -15,26 +15,11 @@ from xen_test_release.commands import (
 from xen_test_release.errors import run_cli
 
 
-def release_main(
-    root: Path,
-    *,
-    version: str,
-    repo: str,
-    draft: bool,
-    dry_run: bool,
-    api_url: str,
-    token_file: str,
-) -> int:
-    """`invoke build release`: publish build/test-vm.xen.gz as release <version>."""
-    options = ReleaseOptions(
-        version=version,
-        repo=repo,
-        draft=draft,
-        dry_run=dry_run,
-        api_url=api_url,
-        token_file=token_file,
+def release_main(root: Path, options: ReleaseOptions) -> int:
+    """`invoke build release`: publish build/test-vm.xen.gz as release options.version."""
+    return run_cli(
+        lambda: release_command(options, Environment(root=root, env=os.environ)), prog="release"
     )
-    return run_cli(lambda: release_command(options, Environment(root=root, env=os.environ)))
 
 
 def download_main(root: Path, *, version: str, repo: str, dest: str, base_url: str) -> int:
@@ -43,7 +28,8 @@ def download_main(root: Path, *, version: str, repo: str, dest: str, base_url: s
     return run_cli(
         lambda: download_command(
             version=version, repo=repo, dest=Path(dest), base_url=base_url, world=world
-        )
+        ),
+        prog="download",
     )
 
 
@@ -51,5 +37,6 @@ def verify_main(root: Path, *, version: str, repo: str, base_url: str) -> int:
     """`invoke verify`: rebuild a tag and compare with its published image."""
     world = Environment(root=root, env=os.environ)
     return run_cli(
-        lambda: verify_command(version=version, repo=repo, base_url=base_url, world=world)
+        lambda: verify_command(version=version, repo=repo, base_url=base_url, world=world),
+        prog="verify",
     )

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import TextIO
 
 from github import Github
+from xen_test_vm.download import download_verified
+from xen_test_vm.output import ProgressBar
 
 from xen_test_release.build import Builder, build_at_commit, make_builder
-from xen_test_release.download import download_verified
 from xen_test_release.errors import ReleaseError
 from xen_test_release.github_release import (
     DEFAULT_API_URL,
     AssetSpec,
+    Patience,
     Publisher,
     ReleaseRequest,
     connect,
@@ -60,6 +62,7 @@ class Environment:
     client_factory: ClientFactory = connect
     out: TextIO = field(default_factory=lambda: sys.stdout)
     progress: TextIO | None = field(default_factory=progress_stream)
+    patience: Patience = field(default_factory=Patience)
 
     def say(self, line: str) -> None:
         """One line of human output."""
@@ -173,8 +176,15 @@ def release_command(options: ReleaseOptions, world: Environment) -> int:
         dry_run=options.dry_run,
     )
     gh = world.client_factory(token, options.api_url)
-    Publisher(gh, request, world.say, world.progress).run()
+    Publisher(gh, request, world.say, world.progress, world.patience).run()
     return 0
+
+
+def fetch_verified(world: Environment, version: str, repo: str, dest_dir: Path, site: str) -> Path:
+    """The client's verified download of the image (xen_test_vm.download), its progress bar on
+    world.progress: dest_dir/test-vm.xen.gz appears only once it matches SHA256SUMS."""
+    bar = ProgressBar(f"downloading {ASSET_NAME}", 0, world.progress)
+    return download_verified(version=version, repo=repo, dest_dir=dest_dir, site=site, progress=bar)
 
 
 def download_command(
@@ -183,9 +193,7 @@ def download_command(
     """Download and verify the published image; print where it was saved."""
     version = validate_version(version)
     name = resolve_repo(repo, _optional_root(world.root), world.env, fallback=DEFAULT_REPO)
-    saved = download_verified(
-        version=version, repo=name, dest_dir=dest, base_url=base_url, progress=world.progress
-    )
+    saved = fetch_verified(world, version, name, dest, base_url)
     world.say(f"{saved} (verified against {SUMS_NAME} of {name} {version})")
     return 0
 
@@ -197,13 +205,7 @@ def verify_command(*, version: str, repo: str, base_url: str, world: Environment
     name = resolve_repo(repo, root, world.env, fallback=DEFAULT_REPO)
     commit = require_local_tag(root, version)
     with tempfile.TemporaryDirectory(prefix="xen-test-vm-verify-") as scratch:
-        published = download_verified(
-            version=version,
-            repo=name,
-            dest_dir=Path(scratch),
-            base_url=base_url,
-            progress=world.progress,
-        ).read_bytes()
+        published = fetch_verified(world, version, name, Path(scratch), base_url).read_bytes()
     rebuilt = build_at_commit(root, commit, world.builder)
     if rebuilt == published:
         world.say(

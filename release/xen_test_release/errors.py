@@ -1,4 +1,5 @@
-"""One error type for everything a user can act on, and the one-line reporting of it."""
+"""The release tooling's errors: the house's error type, reporter and exit codes
+(xen_test_vm.errors), plus the one formatter of GitHub API errors and secret redaction."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import TextIO
 
 import requests
 from github import GithubException
+from xen_test_vm.download import describe_network_failure
+from xen_test_vm.errors import ClientError, ExitCode, report_error
 
 _secrets: set[str] = set()
 
 
-class ReleaseError(Exception):
+class ReleaseError(ClientError):
     """A failure explained in one line; the command exits non-zero without a traceback."""
 
 
@@ -29,8 +32,8 @@ def redact(text: str) -> str:
     return text
 
 
-def describe_github_error(error: GithubException) -> str:
-    """Summarise a GitHub API error: status, message and the validation error codes."""
+def describe_github_error(error: GithubException, step: str = "", url: str = "") -> str:
+    """The one summary of a GitHub API error: the step, the URL, status, message, error codes."""
     data = error.data if isinstance(error.data, dict) else {}
     message = str(data.get("message") or error.message or "request failed")
     codes = [
@@ -39,28 +42,32 @@ def describe_github_error(error: GithubException) -> str:
         if isinstance(item, dict) and item.get("code")
     ]
     suffix = f" ({', '.join(codes)})" if codes else ""
-    return f"GitHub API returned {error.status}: {message}{suffix}"
+    where = f"{step} failed" + (f" ({url})" if url else "") + ": " if step else ""
+    return redact(f"{where}GitHub API returned {error.status}: {message}{suffix}")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(redact(text).split())
+def github_failure(step: str, url: str, error: GithubException) -> ReleaseError:
+    """A ReleaseError naming the step and the URL (never a token)."""
+    return ReleaseError(describe_github_error(error, step, url))
 
 
-def run_cli(action: Callable[[], int], stderr: TextIO | None = None) -> int:
-    """Run a command body; turn every expected failure into one line on stderr and exit code 1."""
+def run_cli(action: Callable[[], int], stderr: TextIO | None = None, prog: str = "release") -> int:
+    """Run a command body; every expected failure is one `PROG: error: ...` line on stderr."""
     stream = stderr if stderr is not None else sys.stderr
+    code: int = ExitCode.FAILED
     try:
         return action()
-    except ReleaseError as error:
-        message = str(error)
+    except ClientError as error:
+        message, code = str(error), error.exit_code
     except GithubException as error:
         message = describe_github_error(error)
     except requests.RequestException as error:
-        message = f"network error: {error}"
+        url = error.request.url if error.request is not None and error.request.url else ""
+        message, code = describe_network_failure(error, str(url)), ExitCode.NETWORK
     except OSError as error:
         message = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
     except KeyboardInterrupt:
-        print("error: interrupted", file=stream)
-        return 130
-    print(f"error: {_one_line(message)}", file=stream)
-    return 1
+        report_error(prog, "interrupted", stream)
+        return ExitCode.INTERRUPTED
+    report_error(prog, redact(message), stream)
+    return code

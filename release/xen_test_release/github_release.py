@@ -3,27 +3,123 @@
 Every step first looks at what GitHub already has, so running the command again after a
 failure anywhere finishes the job without duplicate releases or assets; an asset of a
 published release is never replaced by different bytes.
+
+GitHub's reads lag its writes: a release, asset or tag just written can be missing (404) for a
+few seconds, so reads of something just written are retried with backoff, boundedly. Writes that
+a rate limit refused (403/429; GitHub refuses them before acting) are retried after the
+Retry-After GitHub names. Every error names the step and the URL (never the token).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TextIO
+from typing import TextIO, TypeVar
 
+import requests
 from github import Auth, Github, GithubException, GithubRetry, UnknownObjectException
 from github.GitRelease import GitRelease
 from github.GitReleaseAsset import GitReleaseAsset
 from github.Repository import Repository
 from urllib3.util.retry import Retry
 
-from xen_test_release.errors import ReleaseError
+from xen_test_release.errors import ReleaseError, github_failure
 from xen_test_release.progress import ProgressBar, ProgressReader
 
 DEFAULT_API_URL = "https://api.github.com"
 _DOWNLOAD_CHUNK = 64 * 1024
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long to wait for GitHub to catch up (tests shorten the delays)."""
+
+    read_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # ~15 s for a read-after-write
+    write_retries: int = 3  # rate-limited writes
+    max_wait: float = 300.0  # longer Retry-After than this: give up, say when to run again
+    sleep: Callable[[float], None] = time.sleep
+
+
+class NotVisibleYet(Exception):
+    """GitHub answered 404 (or an older state) for something just written."""
+
+
+def _is_not_found(error: BaseException) -> bool:
+    if isinstance(error, UnknownObjectException | NotVisibleYet):
+        return True
+    if isinstance(error, requests.HTTPError):
+        return error.response is not None and error.response.status_code == 404
+    return isinstance(error, GithubException) and error.status == 404
+
+
+def eventually(step: str, url: str, read: Callable[[], T], patience: Patience) -> T:
+    """A read of something just written: retried while GitHub still answers 404."""
+    waited = 0.0
+    for delay in (*patience.read_delays, None):
+        try:
+            return read()
+        except (GithubException, requests.HTTPError, NotVisibleYet) as error:
+            if not _is_not_found(error):
+                if isinstance(error, GithubException):
+                    raise github_failure(step, url, error) from None
+                raise ReleaseError(f"{step} failed ({url}): {error}") from None
+            if delay is None:
+                raise ReleaseError(
+                    f"{step} failed ({url}): GitHub still answers 404 {waited:g} s after the "
+                    "write (its read-after-write lag); run again to continue"
+                ) from None
+            patience.sleep(delay)
+            waited += delay
+    raise AssertionError("unreachable")
+
+
+def rate_limit_wait(error: GithubException, now: float | None = None) -> float | None:
+    """Seconds to wait before retrying a write a rate limit refused; None if it was not one.
+
+    GitHub answers 429, or 403 with Retry-After or x-ratelimit-remaining 0, and acts on none of
+    them: the write can be sent again. Without Retry-After, x-ratelimit-reset says when.
+    """
+    headers = {k.lower(): v for k, v in (error.headers or {}).items()}
+    message = str((error.data or {}).get("message", "") if isinstance(error.data, dict) else "")
+    limited = error.status == 429 or (
+        error.status == 403
+        and (
+            "retry-after" in headers
+            or headers.get("x-ratelimit-remaining") == "0"
+            or "rate limit" in message.lower()
+        )
+    )
+    if not limited:
+        return None
+    if headers.get("retry-after", "").strip().isdigit():
+        return float(headers["retry-after"])
+    reset = headers.get("x-ratelimit-reset", "")
+    if reset.isdigit():
+        return max(0.0, float(reset) - (time.time() if now is None else now)) + 1
+    return 60.0  # GitHub's advice for secondary limits without a header: wait a minute
+
+
+def write(step: str, url: str, call: Callable[[], T], patience: Patience, say: Say) -> T:
+    """A write, retried after Retry-After when a rate limit refused it; else its error."""
+    for attempt in range(patience.write_retries + 1):
+        try:
+            return call()
+        except GithubException as error:
+            wait = rate_limit_wait(error)
+            if wait is None or attempt == patience.write_retries:
+                raise
+            if wait > patience.max_wait:
+                raise ReleaseError(
+                    f"{step} failed ({url}): rate limited by GitHub for {wait:.0f} s more; "
+                    "run again after that"
+                ) from None
+            say(f"{step}: rate limited by GitHub, retrying in {wait:g} s")
+            patience.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -76,6 +172,11 @@ class PlannedAsset:
 Say = Callable[[str], None]
 
 
+def _api(url: str) -> str:
+    """An API URL as GitHub templates it, without the {?name,label} part."""
+    return url.split("{", 1)[0]
+
+
 def connect(token: str | None, api_url: str, *, throttle: bool = True) -> Github:
     """A PyGithub client for api_url.
 
@@ -92,12 +193,6 @@ def connect(token: str | None, api_url: str, *, throttle: bool = True) -> Github
         seconds_between_requests=0.25 if throttle else None,
         seconds_between_writes=1.0 if throttle else None,
     )
-
-
-def _github_error(what: str, error: GithubException) -> ReleaseError:
-    data = error.data if isinstance(error.data, dict) else {}
-    message = data.get("message") or error.message or "request failed"
-    return ReleaseError(f"{what}: GitHub API returned {error.status}: {message}")
 
 
 def _is_already_exists(error: GithubException) -> bool:
@@ -117,7 +212,9 @@ def open_repo(gh: Github, name: str) -> Repository:
             f"repository {name} not found (or the token has no access to it)"
         ) from None
     except GithubException as error:
-        raise _github_error(f"cannot open repository {name}", error) from None
+        raise github_failure(
+            "open repository", f"{gh.requester.base_url}/repos/{name}", error
+        ) from None
 
 
 def remote_tag_commit(repo: Repository, tag: str) -> str | None:
@@ -202,12 +299,18 @@ class Publisher:
     """Carries one release request through GitHub, reporting each step."""
 
     def __init__(
-        self, gh: Github, request: ReleaseRequest, say: Say, progress: TextIO | None
+        self,
+        gh: Github,
+        request: ReleaseRequest,
+        say: Say,
+        progress: TextIO | None,
+        patience: Patience | None = None,
     ) -> None:
         self.gh = gh
         self.request = request
         self.say = say
         self.progress = progress
+        self.patience = patience or Patience()
 
     def run(self) -> str:
         """Publish (or, with dry_run, describe); return the release's web URL or a summary."""
@@ -273,14 +376,21 @@ class Publisher:
 
     def _create_draft(self, repo: Repository) -> GitRelease:
         request = self.request
+        url = f"{repo.url}/releases"
         try:
-            release = repo.create_git_release(
-                tag=request.tag,
-                name=request.title,
-                message=request.body,
-                draft=True,
-                prerelease=request.prerelease,
-                target_commitish=request.commit,
+            release = write(
+                "create draft",
+                url,
+                lambda: repo.create_git_release(
+                    tag=request.tag,
+                    name=request.title,
+                    message=request.body,
+                    draft=True,
+                    prerelease=request.prerelease,
+                    target_commitish=request.commit,
+                ),
+                self.patience,
+                self.say,
             )
         except GithubException as error:
             if _is_already_exists(error):
@@ -289,7 +399,7 @@ class Publisher:
                     f"a release for tag {request.tag} appeared while this one was being "
                     "created; run again to continue with it"
                 ) from None
-            raise _github_error(f"cannot create release {request.tag}", error) from None
+            raise github_failure("create draft", url, error) from None
         self.say(f"created draft release {request.tag} (id {release.id})")
         return release
 
@@ -301,25 +411,41 @@ class Publisher:
         if item.existing is not None:
             what = "broken upload" if item.action is Action.REPAIR else "different draft copy"
             self.say(f"{spec.name}: removing the {what} before uploading")
-            item.existing.delete_asset()
+            existing = item.existing
+            try:
+                write("delete", existing.url, existing.delete_asset, self.patience, self.say)
+            except GithubException as error:
+                raise github_failure("delete", existing.url, error) from None
         asset = self._upload(release, spec)
         self._check_uploaded(asset, spec)
         self.say(f"{spec.name}: uploaded and verified (sha256 {spec.sha256[:16]}…)")
 
     def _upload(self, release: GitRelease, spec: AssetSpec) -> GitReleaseAsset:
         bar = ProgressBar(f"uploading {spec.name}", len(spec.data), self.progress)
+        url = f"{_api(release.upload_url)}?name={spec.name}"
         try:
-            asset = release.upload_asset_from_memory(
-                ProgressReader(spec.data, bar),  # type: ignore[arg-type]
-                len(spec.data),
-                name=spec.name,
-                content_type=spec.content_type,
+            asset = write(
+                "upload",
+                url,
+                lambda: release.upload_asset_from_memory(
+                    ProgressReader(spec.data, bar),  # type: ignore[arg-type]
+                    len(spec.data),
+                    name=spec.name,
+                    content_type=spec.content_type,
+                ),
+                self.patience,
+                self.say,
             )
         except GithubException as error:
             if not _is_already_exists(error):
-                raise _github_error(f"uploading {spec.name} failed", error) from None
+                raise github_failure("upload", url, error) from None
             # A concurrent or half-acknowledged upload won the name: compare, don't replace.
-            [again] = plan_assets(release, [spec])
+            [again] = eventually(
+                "read back",
+                f"{release.url}/assets",
+                lambda: plan_assets(release, [spec]),
+                self.patience,
+            )
             if again.action is not Action.KEEP or again.existing is None:
                 raise ReleaseError(
                     f"{spec.name} appeared on the release while uploading and differs from "
@@ -333,7 +459,10 @@ class Publisher:
     def _check_uploaded(self, asset: GitReleaseAsset, spec: AssetSpec) -> None:
         """Download the asset back and compare digests; a bad copy is removed."""
         reported = asset.digest
-        fetched = hashlib.sha256(download_asset_bytes(asset)).hexdigest()
+        data = eventually(
+            "read back", asset.url, lambda: download_asset_bytes(asset), self.patience
+        )
+        fetched = hashlib.sha256(data).hexdigest()
         problems = []
         if fetched != spec.sha256:
             problems.append(f"downloaded sha256 {fetched[:16]}…")
@@ -342,7 +471,7 @@ class Publisher:
         if asset.size != len(spec.data):
             problems.append(f"size {asset.size} instead of {len(spec.data)}")
         if problems:
-            asset.delete_asset()
+            write("delete", asset.url, asset.delete_asset, self.patience, self.say)
             raise ReleaseError(
                 f"{spec.name} was corrupted in upload ({', '.join(problems)}; expected "
                 f"sha256 {spec.sha256[:16]}…); the bad copy was removed, run again"
@@ -350,23 +479,35 @@ class Publisher:
 
     def _publish(self, repo: Repository, release: GitRelease) -> str:
         request = self.request
-        published = release.update_release(
-            name=request.title,
-            message=request.body,
-            draft=False,
-            prerelease=request.prerelease,
-        )
         try:
-            confirmed = repo.get_release(request.tag)
-        except UnknownObjectException:
+            published = write(
+                "publish",
+                release.url,
+                lambda: release.update_release(
+                    name=request.title,
+                    message=request.body,
+                    draft=False,
+                    prerelease=request.prerelease,
+                ),
+                self.patience,
+                self.say,
+            )
+        except GithubException as error:
+            raise github_failure("publish", release.url, error) from None
+        by_tag = f"{repo.url}/releases/tags/{request.tag}"
+
+        def confirmed() -> GitRelease:
+            found = repo.get_release(request.tag)
+            if found.id != published.id and found.draft:
+                raise NotVisibleYet(found.id)  # an older state of the listing
+            return found
+
+        shown = eventually("confirm publish", by_tag, confirmed, self.patience)
+        if shown.id != published.id:
             raise ReleaseError(
-                f"release {request.tag} was published but GitHub does not show it by tag yet; "
-                "run again to check"
-            ) from None
-        if confirmed.id != published.id:
-            raise ReleaseError(
-                f"GitHub shows release id {confirmed.id} for tag {request.tag}, "
-                f"not the one just published ({published.id}); inspect the releases page"
+                f"confirm publish failed ({by_tag}): GitHub shows release id {shown.id} for tag "
+                f"{request.tag}, not the one just published ({published.id}); inspect the "
+                "releases page"
             )
         self.say(f"published release {request.tag}: {published.html_url}")
         return published.html_url

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 
-from xen_test_release.errors import ReleaseError
+from xen_test_vm.download import ASSET_NAME, SUMS_NAME, parse_sha256sums
 
-ASSET_NAME = "test-vm.xen.gz"
-SUMS_NAME = "SHA256SUMS"
+__all__ = ["ASSET_NAME", "MANIFEST_NAME", "SUMS_NAME", "parse_sha256sums"]
 MANIFEST_NAME = "build-manifest.json"
-
-_SUM_LINE = re.compile(r"([0-9a-f]{64}) [ *]([^\s/]+)")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -24,19 +20,6 @@ def sha256_hex(data: bytes) -> str:
 def format_sha256sums(files: Mapping[str, bytes]) -> bytes:
     """sha256sum(1)-compatible lines for files, sorted by name."""
     return "".join(f"{sha256_hex(files[name])}  {name}\n" for name in sorted(files)).encode()
-
-
-def parse_sha256sums(text: str) -> dict[str, str]:
-    """Name -> hex digest from sha256sum(1) output; anything else is an error."""
-    sums: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        match = _SUM_LINE.fullmatch(line.strip())
-        if not match:
-            raise ReleaseError(f"{SUMS_NAME} line {number} is malformed: {line[:80]!r}")
-        sums[match.group(2)] = match.group(1)
-    return sums
 
 
 def build_manifest(

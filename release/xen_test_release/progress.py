@@ -1,61 +1,12 @@
-"""A dependency-free progress bar for transfers, drawn only on a terminal."""
+"""Request bodies that advance the house's progress bar (xen_test_vm.output) as they are sent."""
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator
-from typing import TextIO
 
-_WIDTH = 30
+from xen_test_vm.output import ProgressBar, progress_stream
 
-
-def _kib(count: int) -> str:
-    return f"{count / 1024:.1f} KiB"
-
-
-class ProgressBar:
-    """Shows `label [#####-----] 50% 12.0 KiB/24.0 KiB` on stream, if any."""
-
-    def __init__(self, label: str, total: int, stream: TextIO | None) -> None:
-        self.label = label
-        self.total = max(total, 0)
-        self.done = 0
-        self.stream = stream
-        self._last_draw = 0.0
-
-    def advance(self, count: int) -> None:
-        """Record count more bytes; redraw at most ten times a second."""
-        self.done += count
-        now = time.monotonic()
-        if self.stream is not None and (now - self._last_draw >= 0.1 or self.done >= self.total):
-            self._last_draw = now
-            self._draw()
-
-    def _draw(self) -> None:
-        if self.stream is None:
-            return
-        if self.total:
-            fraction = min(self.done / self.total, 1.0)
-            filled = int(fraction * _WIDTH)
-            bar = "#" * filled + "-" * (_WIDTH - filled)
-            text = f"{self.label} [{bar}] {fraction:4.0%} {_kib(self.done)}/{_kib(self.total)}"
-        else:
-            text = f"{self.label} {_kib(self.done)}"
-        self.stream.write("\r" + text)
-        self.stream.flush()
-
-    def finish(self) -> None:
-        """End the bar's line."""
-        if self.stream is not None:
-            self._draw()
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def progress_stream() -> TextIO | None:
-    """Progress bars go to stderr, and only when it is a terminal."""
-    return sys.stderr if sys.stderr.isatty() else None
+__all__ = ["ProgressBar", "ProgressReader", "progress_stream"]
 
 
 class ProgressReader:

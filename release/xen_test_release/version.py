@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
-from xen_test_release.errors import ReleaseError
-
-_VERSION = re.compile(
-    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?"
-)
+from xen_test_vm.kernel_source import check_version
 
 
 def validate_version(text: str) -> str:
-    """Return text if it is MAJOR.MINOR.PATCH with an optional -PRERELEASE, else raise."""
-    if _VERSION.fullmatch(text):
-        return text
-    hint = " (tags carry no 'v' prefix)" if text[:1] in ("v", "V") else ""
-    raise ReleaseError(
-        f"invalid version {text!r}: expected MAJOR.MINOR.PATCH such as 0.1.5, "
-        f"optionally with a pre-release suffix such as 0.2.0-rc1{hint}"
-    )
+    """MAJOR.MINOR.PATCH with an optional -PRERELEASE (a UsageError, exit status 2, if not)."""
+    return check_version(text)
 
 
 def is_prerelease(version: str) -> bool:

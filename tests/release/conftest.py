@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from github import Github
 from xen_test_release.commands import Environment
-from xen_test_release.github_release import connect
+from xen_test_release.github_release import Patience, connect
 from xen_test_release.toolchain import load_lock
 
 from tests.release.fake_github import FakeGitHub
@@ -110,11 +110,13 @@ class World:
     environment: Environment
     out: io.StringIO
     progress: io.StringIO
+    sleeps: list[float]
 
 
 @pytest.fixture
 def world(source_repo: SourceRepo, fake_github: FakeGitHub) -> World:
     out, progress = io.StringIO(), io.StringIO()
+    sleeps: list[float] = []
     environment = Environment(
         root=source_repo.root,
         env={"GITHUB_TOKEN": fake_github.token, "GITHUB_REPOSITORY": fake_github.repo},
@@ -123,5 +125,7 @@ def world(source_repo: SourceRepo, fake_github: FakeGitHub) -> World:
         client_factory=fast_client,
         out=out,
         progress=progress,
+        # Waits for GitHub are recorded, not slept: the fake's lag counts reads, not seconds.
+        patience=Patience(sleep=sleeps.append),
     )
-    return World(environment, out, progress)
+    return World(environment, out, progress, sleeps)

@@ -13,7 +13,12 @@ requests against this HTTP server on 127.0.0.1. It follows GitHub's documented b
 - an asset's API URL serves its bytes for `Accept: application/octet-stream`, JSON otherwise;
 - /<owner>/<repo>/releases/download/<tag>/<name> serves published assets only, by a 302
   redirect to a storage URL, as github.com does;
-- every API call needs the token (401 "Bad credentials" otherwise).
+- every API call needs the token (401 "Bad credentials" otherwise);
+- reads lag writes (`read_lag`): a release just created or published, or an asset just
+  uploaded, answers 404 to the next `read_lag` reads of it by id or tag, as GitHub's replicas
+  do for a few seconds;
+- injected failures can carry headers (Retry-After, x-ratelimit-*) and a message, as GitHub's
+  403/429 rate-limit refusals do (GitHub acts on none of the refused writes).
 
 Every request is recorded, so tests can assert that a run made no write calls.
 """
@@ -79,6 +84,8 @@ class Failure:
     status: int
     times: int = 1
     partial_upload: bool = False  # keep a broken "starter" asset, as a dropped upload does
+    headers: dict[str, str] = field(default_factory=dict)
+    message: str = "Server Error (injected by the test)"
 
 
 class FakeGitHub:
@@ -94,6 +101,8 @@ class FakeGitHub:
         self.requests: list[Recorded] = []
         self.failures: list[Failure] = []
         self._next_id = 1000
+        self.read_lag = 0  # reads of something just written that still answer 404
+        self._lagging: dict[str, int] = {}
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -130,6 +139,22 @@ class FakeGitHub:
     def fail(self, method: str, path_regex: str, status: int = 500, **kwargs: Any) -> None:
         """Inject a failure for matching requests."""
         self.failures.append(Failure(method, re.compile(path_regex), status, **kwargs))
+
+    def just_written(self, key: str) -> None:
+        """Reads of key will lag: the next read_lag of them answer 404."""
+        if self.read_lag:
+            self._lagging[key] = self.read_lag
+
+    def catch_up(self) -> None:
+        """Every write so far is visible now (time passed)."""
+        self._lagging.clear()
+
+    def lagging(self, key: str) -> bool:
+        """Whether this read of key still misses the write (and count it)."""
+        left = self._lagging.get(key, 0)
+        if left:
+            self._lagging[key] = left - 1
+        return left > 0
 
     def writes(self) -> list[Recorded]:
         """Recorded requests that could change state."""
@@ -277,7 +302,9 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                     failure.times -= 1
                     if failure.partial_upload:
                         self._store_upload(body[: len(body) // 2], state="starter")
-                    raise _error(failure.status, "Server Error (injected by the test)")
+                    reply = _error(failure.status, failure.message)
+                    reply.headers.update(failure.headers)
+                    raise reply
 
         def _send(self, reply: _Reply) -> None:
             if isinstance(reply.body, bytes):
@@ -348,6 +375,8 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                     return self._create_release(json.loads(body or b"{}"))
                 return self._list_releases(query)
             if match := re.fullmatch(r"/releases/tags/(.+)", path):
+                if fake.lagging(f"tag:{match.group(1)}"):
+                    raise _error(404, "Not Found")
                 for release in fake.releases:
                     if release.tag_name == match.group(1) and not release.draft:
                         return _Reply(200, fake.release_json(release))
@@ -355,6 +384,8 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             if match := re.fullmatch(r"/releases/assets/(\d+)", path):
                 return self._asset(method, int(match.group(1)))
             if match := re.fullmatch(r"/releases/(\d+)(/assets)?", path):
+                if method == "GET" and fake.lagging(f"release:{match.group(1)}"):
+                    raise _error(404, "Not Found")
                 release = self._release(int(match.group(1)))
                 if match.group(2):
                     return _Reply(200, [fake.asset_json(release, a) for a in release.assets])
@@ -397,6 +428,7 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 target_commitish=data.get("target_commitish") or "main",
             )
             fake.releases.append(release)
+            fake.just_written(f"release:{release.id}")
             return _Reply(201, fake.release_json(release))
 
         def _release(self, release_id: int) -> FakeRelease:
@@ -422,6 +454,8 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 for key in ("name", "body", "draft", "prerelease", "tag_name"):
                     if key in data:
                         setattr(release, key, data[key])
+                if publishing:
+                    fake.just_written(f"tag:{release.tag_name}")
                 return _Reply(200, fake.release_json(release))
             raise _error(405, "Method Not Allowed")
 
@@ -434,6 +468,8 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 release.assets.remove(asset)
                 return _Reply(204)
             if method == "GET":
+                if fake.lagging(f"asset:{asset_id}"):
+                    raise _error(404, "Not Found")
                 if self.headers.get("Accept") == "application/octet-stream":
                     return _Reply(200, asset.data)
                 return _Reply(200, fake.asset_json(release, asset))
@@ -464,6 +500,7 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 state=state,
             )
             release.assets.append(asset)
+            fake.just_written(f"asset:{asset.id}")
             return fake.asset_json(release, asset)
 
         def _public_download(self, rest: str) -> _Reply:

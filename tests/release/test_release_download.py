@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from xen_test_release.commands import download_command, verify_command
 from xen_test_release.errors import run_cli
 from xen_test_release.manifest import format_sha256sums
+from xen_test_vm.errors import ExitCode
 
 from tests.release.conftest import REPO_ROOT, VERSION, SourceRepo, World
 from tests.release.fake_github import FakeGitHub
@@ -42,6 +44,7 @@ def download(world: World, fake: FakeGitHub, dest: Path, version: str = VERSION)
             world=world.environment,
         ),
         stderr=err,
+        prog="download",
     )
     return code, err.getvalue()
 
@@ -66,10 +69,10 @@ def test_checksum_mismatch_saves_nothing(
     publish(fake_github, image=IMAGE + b"tampered", sums_for=IMAGE)
     dest = tmp_path / "dest"
     code, err = download(world, fake_github, dest)
-    assert code == 1 and err.count("\n") == 1
-    assert "checksum mismatch for test-vm.xen.gz" in err
+    assert code == ExitCode.NETWORK and err.count("\n") == 1
+    assert err.startswith("download: error: checksum mismatch for test-vm.xen.gz")
     assert hashlib.sha256(IMAGE).hexdigest() in err
-    assert os.listdir(dest) == [], "neither the final name nor a temporary file may remain"
+    assert not dest.exists(), "neither the directory, the final name nor a temporary file"
 
 
 def test_mismatch_leaves_an_earlier_good_download_alone(
@@ -79,7 +82,7 @@ def test_mismatch_leaves_an_earlier_good_download_alone(
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "test-vm.xen.gz").write_bytes(IMAGE)
-    assert download(world, fake_github, dest)[0] == 1
+    assert download(world, fake_github, dest)[0] == ExitCode.NETWORK
     assert os.listdir(dest) == ["test-vm.xen.gz"]
     assert (dest / "test-vm.xen.gz").read_bytes() == IMAGE
 
@@ -88,15 +91,15 @@ def test_missing_release_is_a_one_line_error(
     world: World, fake_github: FakeGitHub, tmp_path: Path
 ) -> None:
     code, err = download(world, fake_github, tmp_path / "dest", version="9.9.9")
-    assert code == 1 and "HTTP 404" in err and err.count("\n") == 1
-    assert os.listdir(tmp_path / "dest") == []
+    assert code == ExitCode.NETWORK and "HTTP 404" in err and err.count("\n") == 1
+    assert not (tmp_path / "dest").exists()
 
 
 def test_drafts_cannot_be_downloaded(world: World, fake_github: FakeGitHub, tmp_path: Path) -> None:
     publish(fake_github)
     fake_github.releases[0].draft = True
     code, err = download(world, fake_github, tmp_path)
-    assert code == 1 and "HTTP 404" in err
+    assert code == ExitCode.NETWORK and "HTTP 404" in err
 
 
 def test_sums_without_the_image_is_refused(
@@ -105,33 +108,39 @@ def test_sums_without_the_image_is_refused(
     sums = format_sha256sums({"other-file": b"x"})
     fake_github.publish_directly(VERSION, {"test-vm.xen.gz": IMAGE, "SHA256SUMS": sums})
     code, err = download(world, fake_github, tmp_path / "dest")
-    assert code == 1 and "lists no test-vm.xen.gz" in err
-    assert os.listdir(tmp_path / "dest") == []
+    assert code == ExitCode.NETWORK and "lists no test-vm.xen.gz" in err
+    assert not (tmp_path / "dest").exists()
 
 
-def test_invoke_download_task(fake_github: FakeGitHub, tmp_path: Path) -> None:
-    """The task wiring in tasks.py: flags, exit status, nothing but the file saved."""
-    publish(fake_github)
-    command = [
-        str(Path(sys.executable).with_name("invoke")),
-        "download",
-        f"--version={VERSION}",
-        f"--repo={fake_github.repo}",
-        f"--dest={tmp_path}",
-        f"--base-url={fake_github.web_url}",
-    ]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "test-vm.xen.gz").read_bytes() == IMAGE
-    bad = subprocess.run(
-        [*command[:2], "--version=0.1", f"--dest={tmp_path}"],
+def invoke_download(*options: str) -> subprocess.CompletedProcess[str]:
+    """`invoke download OPTIONS` run in the checkout, as a user runs it."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("invoke")), "download", *options],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert bad.returncode == 1
-    assert bad.stderr.startswith("error: invalid version '0.1'") and bad.stderr.count("\n") == 1
+
+
+def test_invoke_download_task(fake_github: FakeGitHub, tmp_path: Path) -> None:
+    """The task wiring in tasks.py: flags, exit status, nothing but the file saved."""
+    publish(fake_github)
+    result = invoke_download(
+        f"--version={VERSION}",
+        f"--repo={fake_github.repo}",
+        f"--dest={tmp_path}",
+        f"--base-url={fake_github.web_url}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "test-vm.xen.gz").read_bytes() == IMAGE
+    bad = invoke_download("--version=0.1", f"--dest={tmp_path}")
+    assert bad.returncode == ExitCode.USAGE
+    assert bad.stderr.startswith("download: error: invalid version '0.1'")
+    assert bad.stderr.count("\n") == 1
+    missing = invoke_download()
+    assert missing.returncode == ExitCode.USAGE
+    assert missing.stderr == "download: error: --version is required, e.g. --version 0.1.5\n"
 
 
 def verify(world: World, fake: FakeGitHub) -> tuple[int, str]:
@@ -171,5 +180,22 @@ def test_bad_versions_are_refused(
     world: World, fake_github: FakeGitHub, tmp_path: Path, version: str
 ) -> None:
     code, err = download(world, fake_github, tmp_path, version=version)
-    assert code == 1 and "invalid version" in err
+    assert code == ExitCode.USAGE and "invalid version" in err
     assert fake_github.requests == []
+
+
+def test_invoke_download_offline_is_one_line_and_creates_no_dest(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dest = tmp_path / "new" / "dest"
+    result = invoke_download(
+        f"--version={VERSION}",
+        "--repo=o/r",
+        f"--dest={dest}",
+        f"--base-url=http://127.0.0.1:{port}",
+    )
+    assert result.returncode == ExitCode.NETWORK
+    assert result.stderr.startswith("download: error: downloading SHA256SUMS failed: 127.0.0.1 ")
+    assert result.stderr.count("\n") == 1 and "urllib3" not in result.stderr
+    assert not (tmp_path / "new").exists()

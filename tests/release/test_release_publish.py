@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from xen_test_release.commands import ReleaseOptions, release_command
 from xen_test_release.errors import run_cli
+from xen_test_vm.errors import ExitCode
 
 from tests.release.conftest import VERSION, SourceRepo, World, git
 from tests.release.fake_github import FakeGitHub, FakeRelease
@@ -68,7 +69,7 @@ def assert_complete(fake: FakeGitHub, repo: SourceRepo) -> FakeRelease:
 
 def one_line_error(code: int, err: str) -> str:
     assert code != 0
-    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert err.startswith("release: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     return err
 
@@ -302,5 +303,7 @@ def test_unreachable_api_is_a_one_line_error(world: World, fake_github: FakeGitH
     closed.close()
     code, _, err = release(world, fake_github, api_url=f"http://127.0.0.1:{port}/api/v3")
     one_line_error(code, err)
-    assert "network error" in err
+    assert code == ExitCode.NETWORK
+    assert f"127.0.0.1 refused the connection: http://127.0.0.1:{port}/api/v3/repos/" in err
+    assert "Max retries" not in err and "NewConnectionError" not in err
     assert fake_github.token not in err
