@@ -80,7 +80,7 @@
         XEN_INCLUDE = xenHeaders;
         shellHook = ''
           echo "xen-test-vm dev shell: make -C kernel O=build image XEN_INCLUDE=\$XEN_INCLUDE"
-          echo "Python tools: python3 -m venv .venv && .venv/bin/pip install -r requirements.lock -e ."
+          echo "Python tools: python3 -m venv .venv && .venv/bin/pip install -r requirements.lock -r requirements-test.lock -e ./client -e ."
         '';
       };
     };

@@ -4,27 +4,64 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from invoke.context import Context
-from invoke.tasks import task
+from invoke.tasks import task as invoke_task
 
 ROOT = Path(__file__).resolve().parent
 for _sub in ("client", "lab", "release"):
     sys.path.insert(0, str(ROOT / _sub))
 
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def task(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """invoke's @task without its traps: no positional arguments (`invoke download --help`
+    would be taken for a version) and no automatic short flags (`-h` would be --host, `-b` jobs).
+    """
+    kwargs.setdefault("positional", [])
+    kwargs.setdefault("auto_shortflags", False)
+    decorator: Callable[[F], F] = invoke_task(*args, **kwargs)
+    return decorator
+
+
+def required(task_name: str, value: str, option: str, example: str) -> str:
+    """An option the task cannot run without: one error line and exit status 2 when missing."""
+    from xen_test_vm.errors import ExitCode, report_error
+
+    if not value:
+        report_error(task_name, f"{option} is required, e.g. {option} {example}")
+        raise SystemExit(ExitCode.USAGE)
+    return value
+
+
+def release_version(task_name: str, version: str) -> str:
+    """The --version the release tool's tasks (release, download, verify) cannot run without."""
+    return required(task_name, version, "--version", "0.1.5")
+
+
+def exit_with(code: int) -> None:
+    """End the task with exit status code, unless it is 0 (then later tasks still run)."""
+    if code:
+        raise SystemExit(code)
+
+
 BUILD_DIR = ROOT / "build"
 KERNEL_IMAGE = BUILD_DIR / "test-vm.xen.gz"
 
 
-@task
+@task(help={"out": "output directory (default: build/)"})
 def build(c: Context, out: str = str(BUILD_DIR)) -> None:
     """Build the test kernel into build/test-vm.xen.gz (reproducible)."""
     c.run(f"make -s -C {ROOT / 'kernel'} O={Path(out).resolve()} image", pty=False)
     print(Path(out).resolve() / "test-vm.xen.gz")
 
 
-@task
+@task()
 def lint(c: Context) -> None:
     """Run ruff and mypy over the Python code."""
     with c.cd(str(ROOT)):
@@ -54,6 +91,8 @@ def test(c: Context, k: str = "", no_lab: bool = False) -> None:
         "port": "SSH port on 127.0.0.1 (default: a free one)",
         "accel": "auto (KVM only if it can run Xen), tcg or kvm",
         "memory": "QEMU RAM in MiB",
+        "hypervisor": "shadow (Debian's xen source built with shadow paging: live migration) "
+        "or debian (the binary package's, no shadow paging)",
     }
 )
 def lab(
@@ -64,13 +103,12 @@ def lab(
     port: int = 0,
     accel: str = "auto",
     memory: int = 1536,
+    hypervisor: str = "shadow",
 ) -> None:
     """Boot the local Xen lab (Xen + Debian dom0 in QEMU) and print how to ssh in."""
     from xen_test_lab.cli import lab_command
 
-    code = lab_command(detach, stop, status, port or None, accel, memory)
-    if code:
-        raise SystemExit(code)
+    exit_with(lab_command(detach, stop, status, port or None, accel, memory, hypervisor))
 
 
 @task(help={"out": "where to write the JSON report"})
@@ -83,7 +121,7 @@ def bench(c: Context, out: str = "bench.json") -> None:
 
 @task(
     help={
-        "host": "[user@]host or ssh_config alias (default: boot the local lab)",
+        "host": "[user@]host[:port] or ssh_config alias (default: boot the local lab)",
         "ssh_config": "ssh_config file for --host",
         "kernel": "use this kernel image instead of building build/test-vm.xen.gz",
         "only": "scenarios or groups to run, comma-separated",
@@ -91,6 +129,8 @@ def bench(c: Context, out: str = "bench.json") -> None:
         "json": "print a JSON report instead of the table",
         "junit": "also write JUnit XML to this file",
         "jobs": "scenarios with their own VM run this many at a time",
+        "list": "list the selected scenarios and exit (no lab, no build)",
+        "hypervisor": "the local lab's hypervisor: shadow (live migration) or debian",
     }
 )
 def smoke(
@@ -103,13 +143,75 @@ def smoke(
     json: bool = False,
     junit: str = "",
     jobs: int = 3,
+    list: bool = False,
+    hypervisor: str = "shadow",
 ) -> None:
     """Run the smoke matrix against --host, or against the local lab booted for it."""
-    from xen_test_vm.lab_smoke import SmokeOptions, smoke_task
+    image = None if list else Path(kernel) if kernel else KERNEL_IMAGE
+    args = smoke_cli_args(image, only, skip, json, junit, jobs) + (["--list"] if list else [])
+    raise SystemExit(
+        smoke_task(
+            args,
+            host=host,
+            ssh_config=ssh_config,
+            build_kernel=None if kernel or list else lambda: build(c),
+            boot_lab=not host and not list,
+            hypervisor=hypervisor,
+        )
+    )
 
-    options = SmokeOptions(Path(kernel) if kernel else KERNEL_IMAGE, only, skip, json, junit, jobs)
-    builder = None if kernel else lambda: build(c)
-    raise SystemExit(smoke_task(options, host=host, ssh_config=ssh_config, build_kernel=builder))
+
+def smoke_cli_args(
+    kernel: Path | None, only: str, skip: str, json: bool, junit: str, jobs: int
+) -> list[str]:
+    """`xen-test-vm smoke` arguments from invoke's options (only/skip are comma-separated)."""
+    args = ["smoke", *(["--kernel", str(kernel)] if kernel else []), "--jobs", str(jobs)]
+    for flag, values in (("--only", only), ("--skip", skip)):
+        for value in filter(None, (v.strip() for v in values.split(","))):
+            args += [flag, value]
+    if json:
+        args.append("--json")
+    if junit:
+        args += ["--junit", junit]
+    return args
+
+
+def smoke_task(
+    args: list[str],
+    *,
+    host: str = "",
+    ssh_config: str = "",
+    build_kernel: Callable[[], None] | None = None,
+    boot_lab: bool = True,
+    hypervisor: str = "shadow",
+) -> int:
+    """Build the kernel (unless given), then run the matrix on host or on a freshly booted lab."""
+    import time
+
+    from xen_test_vm import cli
+
+    started = time.monotonic()
+    if build_kernel is not None:
+        build_kernel()
+    if not boot_lab:
+        target = ["--host", host, *(["--ssh-config", ssh_config] if ssh_config else [])]
+        return cli.main([*args, *(target if host else [])])
+    from xen_test_lab.cli import describe_xen
+    from xen_test_lab.errors import LabError
+    from xen_test_lab.lab import running_lab
+    from xen_test_vm.errors import report_error
+
+    try:
+        with running_lab(hypervisor=hypervisor) as lab:
+            print(f"lab ready after {time.monotonic() - started:.1f} s", file=sys.stderr)
+            print(f"lab: {describe_xen(lab.xen)}", file=sys.stderr)
+            code = cli.main([*args, "--host", lab.ssh_alias, "--ssh-config", str(lab.ssh_config)])
+    except LabError as exc:  # the lab could not boot (a failed hypervisor build, say)
+        report_error("smoke", str(exc))
+        return 1
+    total = time.monotonic() - started
+    print(f"smoke: {total:.1f} s including kernel build and lab boot", file=sys.stderr)
+    return code
 
 
 @task(help={"seconds": "how long to fuzz", "out": "build directory (keeps the grown corpus)"})
@@ -130,7 +232,7 @@ def fuzz(c: Context, seconds: int = 300, out: str = str(BUILD_DIR / "fuzz")) -> 
 )
 def release(
     c: Context,
-    version: str,
+    version: str = "",
     repo: str = "",
     draft: bool = False,
     dry_run: bool = False,
@@ -139,18 +241,17 @@ def release(
 ) -> None:
     """Publish build/test-vm.xen.gz as GitHub release VERSION (run as `invoke build release`)."""
     from xen_test_release.cli import release_main
+    from xen_test_release.commands import ReleaseOptions
 
-    code = release_main(
-        ROOT,
-        version=version,
+    options = ReleaseOptions(
+        version=release_version("release", version),
         repo=repo,
         draft=draft,
         dry_run=dry_run,
         api_url=api_url,
         token_file=token_file,
     )
-    if code:
-        raise SystemExit(code)
+    exit_with(release_main(ROOT, options))
 
 
 @task(
@@ -163,7 +264,7 @@ def release(
 )
 def download(
     c: Context,
-    version: str,
+    version: str = "",
     repo: str = "",
     dest: str = ".",
     base_url: str = "https://github.com",
@@ -171,9 +272,8 @@ def download(
     """Download a released test-vm.xen.gz and check it against the release's SHA256SUMS."""
     from xen_test_release.cli import download_main
 
-    code = download_main(ROOT, version=version, repo=repo, dest=dest, base_url=base_url)
-    if code:
-        raise SystemExit(code)
+    version = release_version("download", version)
+    exit_with(download_main(ROOT, version=version, repo=repo, dest=dest, base_url=base_url))
 
 
 @task(
@@ -183,13 +283,14 @@ def download(
         "base_url": "download site (default: https://github.com)",
     }
 )
-def verify(c: Context, version: str, repo: str = "", base_url: str = "https://github.com") -> None:
+def verify(
+    c: Context, version: str = "", repo: str = "", base_url: str = "https://github.com"
+) -> None:
     """Rebuild tag VERSION from a clean checkout and compare with the published image."""
     from xen_test_release.cli import verify_main
 
-    code = verify_main(ROOT, version=version, repo=repo, base_url=base_url)
-    if code:
-        raise SystemExit(code)
+    version = release_version("verify", version)
+    exit_with(verify_main(ROOT, version=version, repo=repo, base_url=base_url))
 
 
 os.environ.setdefault("XEN_TEST_VM_ROOT", str(ROOT))
