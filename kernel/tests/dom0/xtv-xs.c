@@ -25,10 +25,14 @@
  *                                         control/shutdown=s3 and control/testing={"when":"now",
  *                                         "action":"ignore"} back to back, wait until both are "";
  *                                         the first failure's index and values (hex, - missing))
- *   race NAME N GAP_US TIMEOUT_MS      -> "race OK N" | "race FAIL i GAP_US WHY" (N times: write
- *                                         s3, then after a gap swept 0..GAP_US and before the
- *                                         first reply, reboot; the domain must go away; then
- *                                         wait for its next incarnation to be ready)
+ *   race NAME N GAP_US TIMEOUT_MS BUDGET_S
+ *                                      -> "race OK N TIMES" | "race FAIL i GAP_US WHY TIMES" |
+ *                                         "race SLOW i TIMES" (N times: write s3, then after a
+ *                                         gap swept 0..GAP_US and before the first reply, reboot;
+ *                                         the domain must go away; then wait for its next
+ *                                         incarnation to be ready; SLOW: BUDGET_S ran out first.
+ *                                         TIMES: median and worst ms of write-to-gone and of
+ *                                         gone-to-ready over the rounds done)
  *   resume DOMID                       -> "ok" | "error ENAME"   (XS_RESUME, as after
  *                                         xc_domain_resume at the end of a checkpoint)
  * Output: one line per command.
@@ -538,54 +542,94 @@ static long wait_incarnation(const char *name, long not_this, unsigned timeout_m
         usleep(20000);
     }
     snprintf(path, sizeof(path), "/local/domain/%ld/data/test-vm/state", d);
-    if (!wait_value(path, "ready", 5, (unsigned)((deadline - now_us()) / 1000 + 1), &got))
+    /* The lookup may end past the deadline: a negative remainder would wrap to hours. */
+    uint64_t t = now_us();
+    unsigned left_ms = t < deadline ? (unsigned)((deadline - t) / 1000 + 1) : 1;
+    bool ready = wait_value(path, "ready", 5, left_ms, &got);
+    struct xsw_arg w[2] = { str_arg(path), str_arg(WATCH_TOKEN) };
+    struct xsw_msg reply;
+    /* One watch per incarnation would pile up in xenstored over hundreds of reboots. */
+    request(XS_UNWATCH, w, 2, &reply);
+    forget_watch(path);
+    if (!ready)
         return -1;
     return d;
 }
 
-static void cmd_race(const char *name, int rounds, unsigned gap_max_us, unsigned timeout_ms)
+/* Median and worst of the first count durations (us), as " MEDIAN_MS WORST_MS"; sorts them. */
+static void print_ms_summary(uint64_t *times, size_t count)
 {
-    long domid;
+    qsort(times, count, sizeof(times[0]), compare_u64);
+    printf(" %llu %llu", (unsigned long long)(count ? times[count / 2] / 1000u : 0),
+           (unsigned long long)(count ? times[count - 1] / 1000u : 0));
+}
 
+#define RACE_MAX_ROUNDS 4096
+
+static void cmd_race(const char *name, int rounds, unsigned gap_max_us, unsigned timeout_ms,
+                     unsigned budget_s)
+{
+    static uint64_t gone_us[RACE_MAX_ROUNDS], ready_us[RACE_MAX_ROUNDS];
+    uint64_t budget_end = now_us() + (uint64_t)budget_s * 1000000u;
+    int done = 0;
+    long domid;
+    char why[64] = "";
+
+    if (rounds > RACE_MAX_ROUNDS)
+        rounds = RACE_MAX_ROUNDS;
     /* Fires when a domain is destroyed: the wait for the old home to go away needs it. */
     ensure_watch("@releaseDomain");
     domid = wait_incarnation(name, -1, timeout_ms);
 
-    for (int i = 0; i < rounds; i++) {
+    for (int i = 0; i < rounds; i++, done++) {
         unsigned gap = rounds > 1 ? (unsigned)((uint64_t)gap_max_us * (unsigned)i /
                                                (unsigned)(rounds - 1)) : 0;
         char path[128];
         struct xsw_msg reply;
         long got;
 
+        if (now_us() >= budget_end) {
+            snprintf(why, sizeof(why), "SLOW %d", i);
+            break;
+        }
         if (domid < 0) {
-            printf("race FAIL %d %u no-ready-guest\n", i, gap);
-            return;
+            snprintf(why, sizeof(why), "FAIL %d %u no-ready-guest", i, gap);
+            break;
         }
         snprintf(path, sizeof(path), "/local/domain/%ld/control/shutdown", domid);
         struct xsw_arg a[2] = { str_arg(path), value_arg("s3", 2) };
         struct xsw_arg b[2] = { str_arg(path), value_arg("reboot", 6) };
+        uint64_t t0 = now_us();
         uint32_t first = send_request(XS_WRITE, 0, a, 2);
         uint64_t until = now_us() + gap;
         while (now_us() < until)
             ;
         uint32_t second = send_request(XS_WRITE, 0, b, 2);
         if (await_reply(first, &reply) != XSW_OK || await_reply(second, &reply) != XSW_OK) {
-            printf("race FAIL %d %u write-refused\n", i, gap);
-            return;
+            snprintf(why, sizeof(why), "FAIL %d %u write-refused", i, gap);
+            break;
         }
         /* Rebooting: the domain and its home go away. */
         if (!wait_value(path, NULL, 0, timeout_ms, &got)) {
-            printf("race FAIL %d %u %s\n", i, gap,
-                   got == 0 ? "cleared-without-rebooting" : "not-acknowledged");
-            return;
+            snprintf(why, sizeof(why), "FAIL %d %u %s", i, gap,
+                     got == 0 ? "cleared-without-rebooting" : "not-acknowledged");
+            break;
         }
+        uint64_t t_gone = now_us();
         struct xsw_arg w[2] = { str_arg(path), str_arg(WATCH_TOKEN) };
         request(XS_UNWATCH, w, 2, &reply);
         forget_watch(path);
         domid = wait_incarnation(name, domid, 60000);
+        gone_us[i] = t_gone - t0;
+        ready_us[i] = now_us() - t_gone;
     }
-    printf("race OK %d\n", rounds);
+    if (why[0])
+        printf("race %s", why);
+    else
+        printf("race OK %d", rounds);
+    print_ms_summary(gone_us, (size_t)done);
+    print_ms_summary(ready_us, (size_t)done);
+    putchar('\n');
 }
 
 static char *next_word(char **p)
@@ -728,8 +772,9 @@ int main(void)
             char *name = next_word(&p);
             int rounds = atoi(next_word(&p));
             unsigned gap = (unsigned)atoi(next_word(&p));
+            unsigned timeout_ms = (unsigned)atoi(next_word(&p));
 
-            cmd_race(name, rounds, gap, (unsigned)atoi(next_word(&p)));
+            cmd_race(name, rounds, gap, timeout_ms, (unsigned)atoi(next_word(&p)));
         } else if (!strcmp(cmd, "resume")) {
             struct xsw_arg a = str_arg(next_word(&p));
             struct xsw_msg reply;
