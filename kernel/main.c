@@ -236,14 +236,14 @@ static void answer_key(const char *path, enum proto_key key, int err)
 /* Steps 2-4 of the effects contract (protocol.h); returns the action for the caller. */
 static enum proto_action apply_effects(const struct proto_effects *fx)
 {
-    console_write(fx->console, fx->console_len);
-
     if (fx->update_state)
         write_status("state", fx->state, kstrlen(fx->state));
     if (fx->update_armed)
         write_status("armed", fx->armed, fx->armed_len);
     if (fx->update_last_error)
         write_status("last-error", fx->last_error, fx->last_error_len);
+
+    console_write(fx->console, fx->console_len);
 
     if (fx->action != PROTO_ACTION_NONE)
         console_flush();

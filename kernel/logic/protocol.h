@@ -8,8 +8,9 @@
  *
  *   1. answer the keys: control/shutdown as effects.shutdown_reply says, control/testing with ""
  *      when effects.ack_testing (PROTOCOL.md: acknowledge first);
- *   2. print effects.console (whole lines, each ending in '\n');
- *   3. write the status keys flagged update_* under data/test-vm/;
+ *   2. write the status keys flagged update_* under data/test-vm/;
+ *   3. print effects.console (whole lines, each ending in '\n') — after the status keys, so a
+ *      tester that has seen a line reads status that is already current;
  *   4. flush the console (the last lines before a shutdown must not be lost);
  *   5. perform effects.action.
  *

@@ -16,6 +16,7 @@ import pytest
 from xen_test_lab.dom0_xs import Dom0Script, decode_read, domids, install_tool, wait_failure
 from xen_test_lab.lab import LabHost
 
+from tests.kernel.conftest import GuestFactory
 from tests.kernel.protocol_cases import ACTION_LINE, ACTIONS, PERFORMED, armed_json
 from tests.kernel.testing_lab import (
     ACK_TIMEOUT_MS,
@@ -209,3 +210,33 @@ def test_testing_matrix(outcomes: dict[str, Outcome], case: Case) -> None:
     assert got.armed == ""  # one-shot: nothing armed once it fired
     assert got.state == case.expected_state
     assert (got.domain, got.reason) == DOMAIN_AFTER[case.action]
+
+
+STATUS_ROUNDS = 40
+
+
+def test_status_is_current_once_the_line_is_logged(
+    lab_host: LabHost, make_guest: GuestFactory
+) -> None:
+    """Arm ack busy/ignore, ask poweroff, wait for the `ignoring` line, then read
+    data/test-vm/armed: STATUS_ROUNDS times it must already be "" (one-shot). The kernel used to
+    log before it wrote the status keys; a tester reading them on the line saw the instruction
+    still armed (here 1 of 40 in PV, 11 of 40 in PVH; in CI the matrix's busy/ignore row)."""
+    guest = make_guest("status", memory_mib=4, cmdline="heartbeat=0")
+    domid = guest.domid()
+    home = f"/local/domain/{domid}"
+    armed = armed_json("busy", "ignore")
+    script = Dom0Script()
+    make_testing_writable(script, "setup", domid)
+    for i in range(STATUS_ROUNDS):
+        send_message(script, ("arm", i), domid, armed)
+        script.wait(("armed", i), f"{home}/data/test-vm/armed", armed, 30_000)
+        script.write(("request", i), f"{home}/control/shutdown", REQUEST)
+        script.lines(("line", i), console_log(guest.name), ACTION_LINE["none"], i + 1, 30_000)
+        script.read(("after", i), f"{home}/data/test-vm/armed")
+    answers = script.run(lab_host, timeout=900)
+    for i in range(STATUS_ROUNDS):
+        assert answers[("armed", i)].startswith("ok"), (i, wait_failure(answers[("armed", i)]))
+        assert answers[("line", i)].startswith("ok"), (i, answers[("line", i)])
+    stale = [i for i in range(STATUS_ROUNDS) if decode_read(answers[("after", i)]) != ""]
+    assert stale == [], f"still armed after the line in rounds {stale}"
