@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -70,17 +71,53 @@ def lint(c: Context) -> None:
         c.run(f"{sys.executable} -m mypy")
 
 
-@task(help={"k": "only tests matching this pytest -k expression", "no_lab": "skip lab tests"})
-def test(c: Context, k: str = "", no_lab: bool = False) -> None:
+XENSTORED_CHOICES = ("both", "cxenstored", "oxenstored")
+
+
+@task(
+    help={
+        "k": "only tests matching this pytest -k expression",
+        "no_lab": "skip lab tests",
+        "xenstored": "cxenstored (default) or oxenstored: the whole suite on that one; both: "
+        "on cxenstored, then the kernel lab tests again on oxenstored",
+    }
+)
+def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "cxenstored") -> None:
     """Run the whole test suite: lint, type check, unit, kernel and lab tests."""
+    if xenstored not in XENSTORED_CHOICES:
+        print(
+            f"test: --xenstored must be one of {', '.join(XENSTORED_CHOICES)}, not {xenstored!r}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     lint(c)
     args = ["-q"]
     if k:
         args += ["-k", repr(k)]
     if no_lab:
         args += ["-m", "'not lab'"]
+    first = "cxenstored" if xenstored == "both" else xenstored
     with c.cd(str(ROOT)):
-        c.run(f"{sys.executable} -m pytest {' '.join(args)}", pty=False)
+        failed = c.run(
+            f"{sys.executable} -m pytest {' '.join(args)}",
+            pty=False,
+            warn=True,
+            env={"XEN_TEST_VM_XENSTORED": first},
+        ).failed
+        if xenstored == "both" and not no_lab:
+            # XenServer's and XCP-ng's xenstored: the guest's side of the protocol again.
+            print("test: the kernel lab tests again, on oxenstored", file=sys.stderr, flush=True)
+            lab_only = ["-q", "-m", "lab", *(["-k", repr(k)] if k else []), "tests/kernel"]
+            again = c.run(
+                f"{sys.executable} -m pytest {' '.join(lab_only)}",
+                pty=False,
+                warn=True,
+                env={"XEN_TEST_VM_XENSTORED": "oxenstored"},
+            )
+            # 5: -k selected no kernel lab test, which is no failure.
+            failed = failed or again.return_code not in (0, 5)
+    if failed:
+        raise SystemExit(1)
 
 
 @task(
@@ -93,6 +130,8 @@ def test(c: Context, k: str = "", no_lab: bool = False) -> None:
         "memory": "QEMU RAM in MiB",
         "hypervisor": "shadow (Debian's xen source built with shadow paging: live migration) "
         "or debian (the binary package's, no shadow paging)",
+        "xenstored": "cxenstored (C) or oxenstored (OCaml, as XenServer and XCP-ng run it)",
+        "hosts": "1, or 2 hosts whose dom0s are linked only through QEMU on 127.0.0.1",
     }
 )
 def lab(
@@ -104,11 +143,15 @@ def lab(
     accel: str = "auto",
     memory: int = 1536,
     hypervisor: str = "shadow",
+    xenstored: str = "cxenstored",
+    hosts: int = 1,
 ) -> None:
     """Boot the local Xen lab (Xen + Debian dom0 in QEMU) and print how to ssh in."""
     from xen_test_lab.cli import lab_command
 
-    exit_with(lab_command(detach, stop, status, port or None, accel, memory, hypervisor))
+    exit_with(
+        lab_command(detach, stop, status, port or None, accel, memory, hypervisor, xenstored, hosts)
+    )
 
 
 @task(help={"out": "where to write the JSON report"})
@@ -131,6 +174,9 @@ def bench(c: Context, out: str = "bench.json") -> None:
         "jobs": "scenarios with their own VM run this many at a time",
         "list": "list the selected scenarios and exit (no lab, no build)",
         "hypervisor": "the local lab's hypervisor: shadow (live migration) or debian",
+        "xenstored": "the local lab's xenstored: cxenstored or oxenstored",
+        "hosts": "the local lab's hosts: 2 also runs the migrate-to-destination row",
+        "destination": "with --host: another host or pool member for migrate-to-destination",
     }
 )
 def smoke(
@@ -145,10 +191,15 @@ def smoke(
     jobs: int = 3,
     list: bool = False,
     hypervisor: str = "shadow",
+    xenstored: str = "cxenstored",
+    hosts: int = 1,
+    destination: str = "",
 ) -> None:
     """Run the smoke matrix against --host, or against the local lab booted for it."""
     image = None if list else Path(kernel) if kernel else KERNEL_IMAGE
     args = smoke_cli_args(image, only, skip, json, junit, jobs) + (["--list"] if list else [])
+    if destination:
+        args += ["--destination", destination]
     raise SystemExit(
         smoke_task(
             args,
@@ -157,6 +208,8 @@ def smoke(
             build_kernel=None if kernel or list else lambda: build(c),
             boot_lab=not host and not list,
             hypervisor=hypervisor,
+            xenstored=xenstored,
+            hosts=hosts,
         )
     )
 
@@ -184,12 +237,18 @@ def smoke_task(
     build_kernel: Callable[[], None] | None = None,
     boot_lab: bool = True,
     hypervisor: str = "shadow",
+    xenstored: str = "cxenstored",
+    hosts: int = 1,
 ) -> int:
-    """Build the kernel (unless given), then run the matrix on host or on a freshly booted lab."""
+    """Build the kernel (unless given), then run the matrix on host or on a freshly booted lab
+    (with hosts=2, the two-host lab: the matrix on the first, migrating to the second)."""
     import time
 
     from xen_test_vm import cli
 
+    if hosts not in (1, 2):
+        print(f"smoke: --hosts must be 1 or 2, not {hosts}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     if build_kernel is not None:
         build_kernel()
@@ -199,10 +258,18 @@ def smoke_task(
     from xen_test_lab.cli import describe_xen
     from xen_test_lab.errors import LabError
     from xen_test_lab.lab import running_lab
+    from xen_test_lab.pair import running_pair
     from xen_test_vm.errors import report_error
 
     try:
-        with running_lab(hypervisor=hypervisor) as lab:
+        with contextlib.ExitStack() as stack:
+            if hosts == 2:
+                lab, peer = stack.enter_context(
+                    running_pair(hypervisor=hypervisor, xenstored=xenstored)
+                )
+                args = [*args, "--destination", peer.ssh_alias]
+            else:
+                lab = stack.enter_context(running_lab(hypervisor=hypervisor, xenstored=xenstored))
             print(f"lab ready after {time.monotonic() - started:.1f} s", file=sys.stderr)
             print(f"lab: {describe_xen(lab.xen)}", file=sys.stderr)
             code = cli.main([*args, "--host", lab.ssh_alias, "--ssh-config", str(lab.ssh_config)])

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from xen_test_lab.hypervisor import DEFAULT_HYPERVISOR
-from xen_test_lab.lab import LabHost, running_lab
+from xen_test_lab.lab import DEFAULT_XENSTORED, LabHost, running_lab
+from xen_test_lab.pair import running_pair
 
 # A test session that should record its QEMU pid (the no-orphan test reads it).
 PID_FILE_ENV = "XEN_TEST_VM_LAB_PID_FILE"
@@ -16,21 +17,38 @@ PID_FILE_ENV = "XEN_TEST_VM_LAB_PID_FILE"
 REUSE_ENV = "XEN_TEST_VM_LAB"
 # "shadow" (default: Debian's xen source built with shadow paging) or "debian" (the binary's).
 HYPERVISOR_ENV = "XEN_TEST_VM_HYPERVISOR"
+# "cxenstored" (default) or "oxenstored" (as XenServer and XCP-ng run it).
+XENSTORED_ENV = "XEN_TEST_VM_XENSTORED"
 
 
 @pytest.fixture(scope="session")
 def lab_host() -> Iterator[LabHost]:
     """The session's lab: Xen 4.17 with a Debian dom0 in QEMU, booted once, always stopped.
 
-    Its hypervisor is $XEN_TEST_VM_HYPERVISOR (shadow unless set; see `invoke lab --hypervisor`).
+    Its hypervisor is $XEN_TEST_VM_HYPERVISOR (shadow unless set; see `invoke lab --hypervisor`),
+    its xenstored $XEN_TEST_VM_XENSTORED (cxenstored unless set).
     """
     if os.environ.get(REUSE_ENV) == "detached":
         from xen_test_lab.cli import attach
 
         yield attach()
         return
-    with running_lab(hypervisor=os.environ.get(HYPERVISOR_ENV, DEFAULT_HYPERVISOR)) as host:
+    with running_lab(
+        hypervisor=os.environ.get(HYPERVISOR_ENV, DEFAULT_HYPERVISOR),
+        xenstored=os.environ.get(XENSTORED_ENV, DEFAULT_XENSTORED),
+    ) as host:
         pid_file = os.environ.get(PID_FILE_ENV)
         if pid_file:
             Path(pid_file).write_text(str(host.qemu_pid))
         yield host
+
+
+@pytest.fixture(scope="module")
+def lab_pair() -> Iterator[tuple[LabHost, LabHost]]:
+    """Two lab hosts linked only through QEMU on 127.0.0.1 (xen_test_lab.pair), booted for the
+    module that asks and stopped after it (the session's single lab stays idle meanwhile)."""
+    with running_pair(
+        hypervisor=os.environ.get(HYPERVISOR_ENV, DEFAULT_HYPERVISOR),
+        xenstored=os.environ.get(XENSTORED_ENV, DEFAULT_XENSTORED),
+    ) as hosts:
+        yield hosts

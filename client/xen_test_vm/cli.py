@@ -230,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jobs", type=int, default=3, help="scenarios with their own VM run this many at a time"
     )
+    p.add_argument(
+        "--destination",
+        help="another host (xl: a name this host's dom0 and your ssh both know) or pool member "
+        "(XAPI) for the migrate-to-destination row",
+    )
     return parser
 
 
@@ -431,6 +436,7 @@ def cmd_smoke(args: argparse.Namespace, session: Session, kernel: KernelChoice) 
         None if args.json else ProgressBar.on_terminal("upload"),
         jobs=args.jobs,
         mode=args.mode,
+        destination=args.destination,
     )
     seconds = time.monotonic() - started
     table.summary(results, seconds)

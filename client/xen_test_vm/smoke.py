@@ -22,7 +22,7 @@ from .errors import (
 from .guest import Guest
 from .install import upload_kernel
 from .reaper import Reaper
-from .session import Session
+from .session import Session, member_options
 from .toolstack import Vm, VmSpec, default_mode
 from .xl import XlToolstack
 
@@ -92,6 +92,8 @@ class Context:
     lock: threading.Lock = field(default_factory=threading.Lock)
     shared: TestVm | None = None
     mode: str = "pv"
+    # The migrate-to-destination row's target (--destination), if any.
+    destination: str | None = None
 
     @property
     def toolstack(self) -> XlToolstack:
@@ -160,6 +162,10 @@ class Context:
             with contextlib.suppress(ClientError):
                 self.destroy(shared)
 
+    def open_session(self, host: str) -> Session:
+        """Another host, reached as --host is (same ssh config, user and options)."""
+        return Session(member_options(self.session.options, host))
+
     def barrier(self, guest: Guest) -> None:
         """Once the guest answers this, it has handled every earlier xenstore event."""
         guest.instruct(protocol.Instruction(when="now", action="ignore"))
@@ -226,6 +232,7 @@ def run_smoke(
     upload_progress: Callable[[int, int], None] | None = None,
     jobs: int = 3,
     mode: str | None = None,
+    destination: str | None = None,
 ) -> list[Result]:
     """Run the scenarios; every VM created is destroyed even on Ctrl-C or a lost connection.
 
@@ -244,7 +251,12 @@ def run_smoke(
             reaper.close()
         raise
     ctx = Context(
-        session, reaper, remote_kernel, reaper.run_id, mode=mode or default_mode(session.kind)
+        session,
+        reaper,
+        remote_kernel,
+        reaper.run_id,
+        mode=mode or default_mode(session.kind),
+        destination=destination,
     )
     if isinstance(session.toolstack, XlToolstack):
         session.toolstack = XlToolstack(

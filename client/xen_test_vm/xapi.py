@@ -376,14 +376,19 @@ class XapiToolstack(Toolstack):
         A VM restarts (reboot, crash restart) on the host it runs on: before it moves to
         another member, its kernel is copied there, to the same path.
         """
-        if destination is None:
-            target = self.this_host()
-        else:
-            refs = self.call("host.get_by_name_label", destination)
-            target = refs[0] if refs else self.call("host.get_by_uuid", destination)
+        target = self.this_host() if destination is None else self._member(destination)
         if target != self.this_host():
             self.copy_kernel_to(target, str(self.call("VM.get_PV_kernel", vm.ref)))
         self.call("VM.pool_migrate", vm.ref, target, {"live": "true"})
+
+    def _member(self, destination: str) -> str:
+        """A pool member's host ref, by name label or uuid."""
+        refs = self.call("host.get_by_name_label", destination)
+        return str(refs[0]) if refs else str(self.call("host.get_by_uuid", destination))
+
+    def address_of(self, destination: str) -> str:
+        """The address of a pool member given by name label or uuid (host.get_address)."""
+        return str(self.call("host.get_address", self._member(destination)))
 
     def copy_kernel_to(self, member: str, path: str) -> None:
         """Copy the kernel at `path` on this host to the same path on another pool member."""

@@ -27,6 +27,8 @@ T = TypeVar("T")
 REQUEST_TIMEOUT = 30.0
 HEADER = struct.Struct("<IIII")  # type, req_id, tx_id, len (struct xsd_sockmsg)
 PAYLOAD_MAX = 4096  # XENSTORE_PAYLOAD_MAX
+# Where value_max() tries its writes: under dom0's own /tool, never a guest's home.
+VALUE_PROBE = "/tool/xen-test-vm/value-probe"
 NUL = b"\0"
 _tokens = itertools.count()
 
@@ -263,6 +265,7 @@ class Xenstore:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._connection = Connection(socket_path(False), timeout)
+        self._value_max: int | None = None
 
     @property
     def _live(self) -> Connection:
@@ -341,6 +344,26 @@ class Xenstore:
                 if exc.code != "EAGAIN":  # EAGAIN: a conflicting change, try again
                     raise
         raise XenstoreError(f"xenstore write {path}: transaction kept conflicting")
+
+    def value_max(self) -> int:
+        """The longest value this host's xenstored accepts in one write, found by trying
+        (once per connection) on a dom0-only scratch key: C xenstored takes what fits the
+        4096-byte payload, oxenstored refuses values over its quota-maxsize (2048 as packaged,
+        dom0's writes included) with E2BIG."""
+        if self._value_max is None:
+            low, high = 0, PAYLOAD_MAX - len(VALUE_PROBE) - 1
+            while low < high:
+                size = (low + high + 1) // 2
+                try:
+                    self.write(VALUE_PROBE, b"x" * size)
+                    low = size
+                except XenstoreRefused as exc:
+                    if exc.code != "E2BIG":
+                        raise
+                    high = size - 1
+            self.remove(VALUE_PROBE)
+            self._value_max = low
+        return self._value_max
 
     def remove(self, path: str) -> None:
         """Delete a node (and children); a missing node is fine."""

@@ -306,12 +306,54 @@ class XlToolstack(Toolstack):
         return None
 
     def migrate(self, vm: Vm, destination: str | None = None) -> None:
-        """xl migrate; to this host with `-s ""`, which runs the "host" argument as the receiver."""
+        """xl migrate; to this host with `-s ""`, which runs the "host" argument as the receiver.
+
+        To another host, xl's own transport (ssh from this dom0 to the destination): the VM's
+        config and kernel go there first over the same ssh, since a VM lives with its config
+        (xl restarts it from there on reboot), and the config leaves this host once it moved.
+        """
         domid = self._require_domid(vm)
         if destination is None:
             self._xl("migrate", "-s", "", domid, "xl migrate-receive", timeout=SLOW * 2)
-        else:
+            return
+        copied = self._copy_vm_to(vm, destination)
+        try:
             self._xl("migrate", domid, destination, timeout=SLOW * 2)
+        except ToolstackError:
+            self._dom0_ssh(destination, shell_command(["rm", "-f", "--", *copied]), check=False)
+            raise
+        self.host.run(["rm", "-f", "--", vm.ref], idempotent=True)
+
+    def _dom0_ssh(
+        self, destination: str, command: str, stdin_path: str = "", check: bool = True
+    ) -> None:
+        ssh = shell_command(["ssh", "-o", "BatchMode=yes", "--", destination, command])
+        script = f"{ssh} < {shell_command([stdin_path])}" if stdin_path else f"{ssh} < /dev/null"
+        try:
+            self.host.run(["sh", "-c", script], timeout=SLOW)
+        except RemoteCommandError as exc:
+            if check:
+                detail = (exc.stderr or "").strip().splitlines()[-1:] or ["no error text"]
+                raise ToolstackError(
+                    "MIGRATION_FAILED",
+                    f"this dom0 cannot reach {destination} over its own ssh, which xl migrate "
+                    f"uses: {detail[0]}",
+                ) from None
+
+    def _copy_vm_to(self, vm: Vm, destination: str) -> list[str]:
+        """Copy the VM's config and kernel to the same paths on destination; returns them."""
+        config = self.host.run(["cat", "--", vm.ref], idempotent=True).stdout
+        match = re.search(r'^kernel\s*=\s*"([^"]+)"', config, re.MULTILINE)
+        paths = [vm.ref, *([match.group(1)] if match else [])]
+        for path in paths:
+            parent = path.rsplit("/", 1)[0] or "/"
+            receive = (
+                f"mkdir -p -- {shell_command([parent])} && "
+                f"cat > {shell_command([path + '.part'])} && "
+                f"mv -f -- {shell_command([path + '.part'])} {shell_command([path])}"
+            )
+            self._dom0_ssh(destination, receive, stdin_path=path)
+        return paths
 
     def destroy(self, vm: Vm) -> None:
         """Destroy the domain (whatever its state) and drop the files, in one round trip."""

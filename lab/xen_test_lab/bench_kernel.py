@@ -398,6 +398,7 @@ def _measure_linux(host: LabHost, tool: str, report: Report) -> None:
     if config_of is None:
         report["linux_baseline"] = {"skipped": "the lab provides no baseline_guest_config()"}
         return
+    host.install_baseline()
     baseline = _Guest(
         host,
         tool,

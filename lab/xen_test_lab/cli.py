@@ -18,7 +18,17 @@ from xen_test_vm.errors import report_error
 from . import qemu
 from .errors import LabError
 from .hypervisor import DEFAULT_HYPERVISOR, HYPERVISORS
-from .lab import SSH_ALIAS, LabHost, boot, close_ssh
+from .lab import (
+    DEFAULT_XENSTORED,
+    SSH_ALIAS,
+    XENSTOREDS,
+    LabHost,
+    boot,
+    close_ssh,
+    require_xenstored,
+    running_lab,
+)
+from .pair import boot_pair, running_pair
 from .paths import state_dir
 
 STATE_FILE = "lab.json"
@@ -31,6 +41,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    # A QEMU of ours that exited stays a zombie until reaped: that is not alive either.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[-1].split()[0] != "Z"
     return True
 
 
@@ -58,6 +72,12 @@ def attach() -> LabHost:
         accel=str(state["accel"]),
         qemu_pid=int(str(state["pid"])),
         xen=dict(state.get("xen") or {}),  # type: ignore[call-overload]
+        xenstored=str(state.get("xenstored") or DEFAULT_XENSTORED),
+        ssh_alias=str(state.get("ssh_alias") or SSH_ALIAS),
+        baseline_files=(
+            str(state.get("baseline_kernel") or ""),
+            str(state.get("baseline_initrd") or ""),
+        ),
     )
 
 
@@ -69,6 +89,8 @@ def describe_xen(xen: dict[str, object]) -> str:
     line += ", shadow paging)" if xen.get("hypervisor") == "shadow" else ", no shadow paging)"
     if xen.get("mixed_versions"):
         line += f" with Debian's Xen {xen.get('tools_version')} tools (versions mixed)"
+    if xen.get("xenstored"):
+        line += f", {xen.get('xenstored')}"
     return line
 
 
@@ -86,16 +108,23 @@ def _stop() -> int:
     if state is None:
         print("no detached lab is running", file=sys.stderr)
         return 1
-    pid = int(str(state["pid"]))
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    peers = state.get("peer_pids")
+    pids = (
+        [int(str(state["pid"])), *(int(str(p)) for p in peers)]
+        if isinstance(peers, list)
+        else [int(str(state["pid"]))]
+    )
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
     shutil.rmtree(state_dir(), ignore_errors=True)
-    print(f"stopped the lab (QEMU pid {pid})")
+    print(f"stopped the lab (QEMU pid {', '.join(map(str, pids))})")
     return 0
 
 
@@ -109,7 +138,46 @@ def _status() -> int:
     return 0
 
 
-def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str) -> int:
+def _pair_instructions(hosts: list[LabHost]) -> str:
+    lines = [f"two-host lab ready ({hosts[0].accel}); dom0s linked only through QEMU on 127.0.0.1"]
+    lines.append(f"  {describe_xen(hosts[0].xen)}")
+    for host in hosts:
+        lines.append(
+            f"  {host.ssh_alias}: 127.0.0.1:{host.port}, ready in {host.ready_seconds:.1f} s; "
+            f"ssh -F {host.ssh_config} {host.ssh_alias}"
+        )
+    lines.append(f"  in dom0: xl migrate NAME {hosts[1].ssh_alias}")
+    return "\n".join(lines)
+
+
+def _pair(accel: str, memory_mib: int, hypervisor: str, xenstored: str, detach: bool) -> int:
+    if not detach:
+        with running_pair(accel, memory_mib, hypervisor, xenstored) as hosts:
+            print(_pair_instructions(list(hosts)))
+            return _until_qemu_exits(list(hosts))
+    run_dir = _fresh_state_dir()
+    processes, pair = boot_pair(run_dir, accel, memory_mib, True, hypervisor, xenstored)
+    for host in pair:
+        close_ssh(host)
+    state = {
+        "pid": processes[0].pid,
+        "peer_pids": [processes[1].pid],
+        "port": pair[0].port,
+        "accel": pair[0].accel,
+        "ssh_config": str(pair[0].ssh_config),
+        "ssh_alias": pair[0].ssh_alias,
+        "xen": pair[0].xen,
+        "xenstored": xenstored,
+        "baseline_kernel": pair[0].baseline_files[0],
+        "baseline_initrd": pair[0].baseline_files[1],
+    }
+    (run_dir / STATE_FILE).write_text(json.dumps(state))
+    print(_pair_instructions(pair))
+    print("stop it with: invoke lab --stop")
+    return 0
+
+
+def _fresh_state_dir() -> Path:
     existing = _read_state()
     if existing is not None:
         raise LabError(
@@ -118,6 +186,11 @@ def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str) -> i
     run_dir = state_dir()
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str, xenstored: str) -> int:
+    run_dir = _fresh_state_dir()
     process, host = boot(
         run_dir,
         port=port,
@@ -125,6 +198,7 @@ def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str) -> i
         memory_mib=memory_mib,
         detached=True,
         hypervisor=hypervisor,
+        xenstored=xenstored,
     )
     close_ssh(host)
     state = {
@@ -133,6 +207,9 @@ def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str) -> i
         "accel": host.accel,
         "ssh_config": str(host.ssh_config),
         "xen": host.xen,
+        "xenstored": host.xenstored,
+        "baseline_kernel": host.baseline_files[0],
+        "baseline_initrd": host.baseline_files[1],
     }
     (run_dir / STATE_FILE).write_text(json.dumps(state))
     print(_instructions(host))
@@ -140,24 +217,24 @@ def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str) -> i
     return 0
 
 
-def _foreground(port: int | None, accel: str, memory_mib: int, hypervisor: str) -> int:
-    import tempfile
+def _until_qemu_exits(hosts: list[LabHost]) -> int:
+    """Wait in the foreground: 0 on Ctrl-C, 1 if a QEMU went away by itself."""
+    print("Ctrl-C stops the lab")
+    try:
+        while all(_alive(host.qemu_pid) for host in hosts):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    print("QEMU exited", file=sys.stderr)
+    return 1
 
-    with tempfile.TemporaryDirectory(prefix="xen-lab-") as tmp:
-        process, host = boot(
-            Path(tmp), port=port, accel=accel, memory_mib=memory_mib, hypervisor=hypervisor
-        )
-        try:
-            print(_instructions(host))
-            print("Ctrl-C stops the lab")
-            process.process.wait()
-            print("QEMU exited", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            close_ssh(host)
-            process.stop()
+
+def _foreground(
+    port: int | None, accel: str, memory_mib: int, hypervisor: str, xenstored: str
+) -> int:
+    with running_lab(port, accel, memory_mib, hypervisor, xenstored) as host:
+        print(_instructions(host))
+        return _until_qemu_exits([host])
 
 
 def lab_command(
@@ -168,6 +245,8 @@ def lab_command(
     accel: str = "auto",
     memory_mib: int = qemu.GUEST_RAM_MIB,
     hypervisor: str = DEFAULT_HYPERVISOR,
+    xenstored: str = DEFAULT_XENSTORED,
+    hosts: int = 1,
 ) -> int:
     """Run the lab command; errors become one line on stderr and exit status 1."""
     try:
@@ -175,9 +254,16 @@ def lab_command(
             return _stop()
         if status:
             return _status()
+        require_xenstored(xenstored)
+        if hosts not in (1, 2):
+            raise LabError(f"--hosts must be 1 or 2, not {hosts}")
+        if hosts == 2:
+            if port is not None:
+                raise LabError("--port picks the one host's SSH port: leave it out with --hosts 2")
+            return _pair(accel, memory_mib, hypervisor, xenstored, detach)
         if detach:
-            return _detach(port, accel, memory_mib, hypervisor)
-        return _foreground(port, accel, memory_mib, hypervisor)
+            return _detach(port, accel, memory_mib, hypervisor, xenstored)
+        return _foreground(port, accel, memory_mib, hypervisor, xenstored)
     except LabError as exc:
         report_error("lab", str(exc))
         return 1
@@ -202,9 +288,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="shadow: Debian's xen source built with shadow paging (live migration); "
         "debian: the binary package's hypervisor",
     )
+    parser.add_argument(
+        "--xenstored",
+        default=DEFAULT_XENSTORED,
+        choices=XENSTOREDS,
+        help="cxenstored (C) or oxenstored (OCaml, as XenServer and XCP-ng run it)",
+    )
+    parser.add_argument("--hosts", type=int, default=1, help="1, or 2 linked hosts")
     args = parser.parse_args(argv)
     return lab_command(
-        args.detach, args.stop, args.status, args.port, args.accel, args.memory, args.hypervisor
+        args.detach,
+        args.stop,
+        args.status,
+        args.port,
+        args.accel,
+        args.memory,
+        args.hypervisor,
+        args.xenstored,
+        args.hosts,
     )
 
 

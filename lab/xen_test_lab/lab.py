@@ -50,14 +50,19 @@ def write_ssh_files(run_dir: Path, port: int) -> tuple[Path, str, str]:
     host_fields = host_public.split()
     (run_dir / "known_hosts").write_text(f"{SSH_ALIAS} {host_fields[0]} {host_fields[1]}\n")
     config = run_dir / "ssh_config"
-    config.write_text(
-        f"""Host {SSH_ALIAS}
+    config.write_text(ssh_host_block(SSH_ALIAS, port, run_dir))
+    return config, client_public, (run_dir / "ssh_host_ed25519_key").read_text()
+
+
+def ssh_host_block(alias: str, port: int, run_dir: Path) -> str:
+    """One ssh_config Host block for a lab dom0 on 127.0.0.1:port, with run_dir's key files."""
+    return f"""Host {alias}
     HostName 127.0.0.1
     Port {port}
     User root
     IdentityFile {run_dir / "id_ed25519"}
     IdentitiesOnly yes
-    HostKeyAlias {SSH_ALIAS}
+    HostKeyAlias {alias}
     UserKnownHostsFile {run_dir / "known_hosts"}
     GlobalKnownHostsFile /dev/null
     StrictHostKeyChecking yes
@@ -68,12 +73,37 @@ def write_ssh_files(run_dir: Path, port: int) -> tuple[Path, str, str]:
     ServerAliveInterval 10
     LogLevel ERROR
 """
-    )
-    return config, client_public, (run_dir / "ssh_host_ed25519_key").read_text()
 
 
-def boot_initrd(image: LabImage, run_dir: Path, authorized_key: str, host_key: str) -> Path:
-    """The cached dom0 initramfs plus a small archive with this run's keys (Linux merges them)."""
+# The xenstoreds dom0 can run: C xenstored (Debian's usual), oxenstored (XenServer's, XCP-ng's).
+XENSTOREDS = ("cxenstored", "oxenstored")
+DEFAULT_XENSTORED = "cxenstored"
+# The longest value each accepts in one write (oxenstored: quota-maxsize in the packaged
+# /etc/xen/oxenstored.conf, dom0's writes included; C xenstored: the 4096-byte payload).
+VALUE_MAX = {"cxenstored": 4096, "oxenstored": 2048}
+
+
+def baseline_files(image: LabImage) -> tuple[str, str]:
+    """Where the image keeps the baseline guest's kernel and initramfs ("" if it has none)."""
+    return (str(image.baseline_kernel or ""), str(image.baseline_initrd or ""))
+
+
+def require_xenstored(xenstored: str) -> None:
+    if xenstored not in XENSTOREDS:
+        raise LabError(f"unknown xenstored {xenstored!r}: use {' or '.join(XENSTOREDS)}")
+
+
+def boot_initrd(
+    image: LabImage,
+    run_dir: Path,
+    authorized_key: str,
+    host_key: str,
+    xenstored: str = DEFAULT_XENSTORED,
+    extra_files: dict[str, tuple[bytes, int]] | None = None,
+) -> Path:
+    """The cached dom0 initramfs plus a small archive with this run's keys and choice of
+    xenstored (Linux merges them; dom0's init reads /etc/xen-lab/xenstored). extra_files:
+    more files by path (content, mode), e.g. the two-host lab's peer keys and address."""
     initrd = run_dir / "dom0-initrd.cpio"
     with initrd.open("wb") as out:
         with image.dom0_initramfs.open("rb") as base:
@@ -81,6 +111,11 @@ def boot_initrd(image: LabImage, run_dir: Path, authorized_key: str, host_key: s
         writer = CpioWriter(out)
         writer.file("root/.ssh/authorized_keys", authorized_key.encode(), 0o600)
         writer.file("etc/ssh/ssh_host_ed25519_key", host_key.encode(), 0o600)
+        # The kernel's unpacker creates no parent directories: name the new one first.
+        writer.directory("etc/xen-lab")
+        writer.file("etc/xen-lab/xenstored", f"{xenstored}\n".encode(), 0o644)
+        for path, (content, mode) in (extra_files or {}).items():
+            writer.file(path, content, mode)
         writer.close()
     return initrd
 
@@ -99,6 +134,9 @@ class LabHost:
     ssh_alias: str = SSH_ALIAS
     # What Xen it booted (LabImage.describe()): hypervisor kind, Debian versions, build time.
     xen: dict[str, object] = field(default_factory=dict)
+    xenstored: str = DEFAULT_XENSTORED
+    # The baseline guest's kernel and initramfs on this machine (LabImage), copied in on use.
+    baseline_files: tuple[str, str] = ("", "")
 
     _runner: SSHHost | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -135,6 +173,11 @@ class LabHost:
         if check and result.returncode != 0:
             raise LabCommandError(command, result.returncode, result.stdout, result.stderr)
         return subprocess.CompletedProcess(command, result.returncode, result.stdout, result.stderr)
+
+    @property
+    def value_max(self) -> int:
+        """The longest xenstore value this lab's xenstored accepts in one write."""
+        return VALUE_MAX[self.xenstored]
 
     def copy_in(self, local: Path | str, remote: str) -> None:
         """Copy a local file into dom0 (atomically: a temporary name, then rename)."""
@@ -182,6 +225,18 @@ class LabHost:
         """Xen's and dom0's serial console, as QEMU recorded it."""
         return (self.run_dir / "console.log").read_text(errors="replace")
 
+    def install_baseline(self) -> None:
+        """Copy the Linux baseline guest's kernel and initramfs into dom0, unless there."""
+        there = f"test -f {BASELINE_DIR}/vmlinuz -a -f {BASELINE_DIR}/initrd"
+        if self.run(there, check=False).returncode == 0:
+            return
+        kernel, initrd = self.baseline_files
+        if not kernel or not initrd:
+            raise LabError("this lab handle does not know where the baseline guest's files are")
+        self.run(f"mkdir -p {BASELINE_DIR}")
+        self.copy_in(kernel, f"{BASELINE_DIR}/vmlinuz")
+        self.copy_in(initrd, f"{BASELINE_DIR}/initrd")
+
     def baseline_guest_config(self, name: str = "baseline", memory_mib: int = 128) -> str:
         """An xl config for the Linux baseline guest: Debian's kernel and a busybox initramfs."""
         return xl_config_text(
@@ -213,12 +268,16 @@ def boot(
     memory_mib: int = qemu.GUEST_RAM_MIB,
     detached: bool = False,
     hypervisor: str = DEFAULT_HYPERVISOR,
+    xenstored: str = DEFAULT_XENSTORED,
 ) -> tuple[qemu.QemuProcess, LabHost]:
     """Build (if needed) and boot the lab; return the QEMU process and a ready host handle.
 
     hypervisor: "shadow" (Debian's xen source built with shadow paging, so PV guests can
     live-migrate) or "debian" (the binary package's hypervisor, no shadow paging).
+    xenstored: "cxenstored" or "oxenstored" (started as XAPI hosts start it, with the
+    package's /etc/xen/oxenstored.conf).
     """
+    require_xenstored(xenstored)
     qemu.require_qemu()
     if memory_mib < qemu.DOM0_MIB + 256:
         raise LabError(
@@ -231,7 +290,7 @@ def boot(
         qemu.require_port_free(port)
     image = ensure_image(hypervisor_kind=hypervisor)
     ssh_config, client_key, host_key = write_ssh_files(run_dir, port)
-    initrd = boot_initrd(image, run_dir, client_key, host_key)
+    initrd = boot_initrd(image, run_dir, client_key, host_key, xenstored)
     chosen = _choose_accel(accel)
 
     def start(accel: str) -> qemu.QemuProcess:
@@ -252,7 +311,14 @@ def boot(
             process = start(chosen)
             init_seconds = process.wait_ready(BOOT_TIMEOUT)
         host = LabHost(
-            ssh_config, port, run_dir, accel=chosen, qemu_pid=process.pid, xen=image.describe()
+            ssh_config,
+            port,
+            run_dir,
+            accel=chosen,
+            qemu_pid=process.pid,
+            xen={**image.describe(), "xenstored": xenstored},
+            xenstored=xenstored,
+            baseline_files=baseline_files(image),
         )
         host.init_seconds = init_seconds
         _wait_for_ssh(host, process)
@@ -289,12 +355,18 @@ def running_lab(
     accel: str = "auto",
     memory_mib: int = qemu.GUEST_RAM_MIB,
     hypervisor: str = DEFAULT_HYPERVISOR,
+    xenstored: str = DEFAULT_XENSTORED,
 ) -> Iterator[LabHost]:
     """Boot the lab for the duration of the block; QEMU is always stopped on the way out."""
     with tempfile.TemporaryDirectory(prefix="xen-lab-") as tmp:
         run_dir = Path(tmp)
         process, host = boot(
-            run_dir, port=port, accel=accel, memory_mib=memory_mib, hypervisor=hypervisor
+            run_dir,
+            port=port,
+            accel=accel,
+            memory_mib=memory_mib,
+            hypervisor=hypervisor,
+            xenstored=xenstored,
         )
         try:
             yield host

@@ -20,6 +20,7 @@ TOP_PACKAGES = (
     "busybox-static",
     "openssh-server",
     "openssh-sftp-server",
+    "openssh-client",  # dom0's ssh: xl migrate to the other host of the two-host lab
     "libgcc-s1",
 )
 KERNEL_META_PACKAGE = "linux-image-amd64"

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,8 +161,10 @@ def start(
     accel: str,
     memory_mib: int = GUEST_RAM_MIB,
     detached: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> QemuProcess:
-    """Start QEMU with Xen and dom0; SSH is forwarded from 127.0.0.1:port only."""
+    """Start QEMU with Xen and dom0; SSH is forwarded from 127.0.0.1:port only. extra_args:
+    more devices (the two-host lab's link between its dom0s)."""
     qemu = require_qemu()
     console_log = run_dir / "console.log"
     console_log.unlink(missing_ok=True)
@@ -175,6 +178,7 @@ def start(
         "-initrd", f"{_escape(str(dom0_kernel))} {DOM0_ARGS},{_escape(str(initrd))}",
         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", "e1000,netdev=net0",
+        *extra_args,
     ]  # fmt: skip
     stderr_log = (run_dir / "qemu.stderr").open("wb")
     process = subprocess.Popen(

@@ -191,3 +191,34 @@ def test_a_request_without_answer_times_out(peer: Callable[[Script], str]) -> No
     finally:
         release.set()
         xs.close()
+
+
+def test_value_max_is_found_by_trying_once_as_oxenstored_answers(
+    peer: Callable[[Script], str],
+) -> None:
+    """The peer answers like oxenstored with quota-maxsize 2048: E2BIG above it. The client
+    finds exactly 2048 by writing only the dom0 scratch key, removes it, and asks only once."""
+    probe = b"/tool/xen-test-vm/value-probe\0"
+    written: list[int] = []
+
+    def script(conn: socket.socket) -> None:
+        while True:
+            op, rq, _, body = recv_packet(conn)
+            if op == Op.RM:
+                assert body == probe
+                conn.sendall(packet(Op.RM, rq, b"OK\0"))
+                return
+            assert op == Op.WRITE and body.startswith(probe)
+            size = len(body) - len(probe)
+            written.append(size)
+            conn.sendall(
+                packet(Op.ERROR, rq, b"E2BIG\0") if size > 2048 else packet(op, rq, b"OK\0")
+            )
+
+    xs = Xenstore(lambda refresh: peer(script))
+    try:
+        assert xs.value_max() == 2048
+        assert xs.value_max() == 2048
+        assert 2048 in written and 2049 in written and len(written) <= 12
+    finally:
+        xs.close()

@@ -107,7 +107,6 @@ def test_operations_address_the_domain_by_id(recording_host: RecordingHost) -> N
     xl.clean_reboot(vm)
     xl.suspend(vm)
     xl.migrate(vm)
-    xl.migrate(vm, "other-host")
     ops = [c for c in recording_host.calls if c[:3] != ["xl", "list", "-l"]]
     save = xl.save_path(vm)
     assert ops == [
@@ -116,8 +115,49 @@ def test_operations_address_the_domain_by_id(recording_host: RecordingHost) -> N
         ["mkdir", "-p", "/var/lib/xen-test-vm/saved"],
         ["xl", "save", "7", save],
         ["xl", "migrate", "-s", "", "7", "xl migrate-receive"],
-        ["xl", "migrate", "7", "other-host"],
     ]
+
+
+def _destination_host(recording_host: RecordingHost, migrate_fails: bool = False) -> None:
+    def respond(argv: list[str], _: bytes | None) -> CommandResult | None:
+        if argv[:3] == ["xl", "list", "-l"]:
+            return CommandResult(argv, 0, _xl_list({"Domain-0": 0, "t1": 7}), "")
+        if argv[:2] == ["cat", "--"]:
+            return CommandResult(argv, 0, 'name = "t1"\nkernel = "/srv/k dir/k.gz"\n', "")
+        if migrate_fails and argv[:2] == ["xl", "migrate"]:
+            return CommandResult(argv, 1, "", "libxl: error: migration failed")
+        return None
+
+    recording_host.responder = respond
+
+
+def test_migrate_to_another_host_takes_config_and_kernel_along(
+    recording_host: RecordingHost,
+) -> None:
+    """The VM lives with its config: it goes to the destination first (by this dom0's ssh,
+    which xl migrate uses too), the kernel with it; the config leaves this host after."""
+    _destination_host(recording_host)
+    XlToolstack(recording_host).migrate(Vm(name="t1", ref="/cfg/t1.cfg"), "other-host")
+    ops = [c for c in recording_host.calls if c[:3] != ["xl", "list", "-l"]]
+    assert ops[0] == ["cat", "--", "/cfg/t1.cfg"]
+    copies = [c[2] for c in ops[1:3]]
+    assert all(c.startswith("ssh -o BatchMode=yes -- other-host ") for c in copies)
+    assert (
+        copies[0].endswith("< /cfg/t1.cfg") and "mv -f -- /cfg/t1.cfg.part /cfg/t1.cfg" in copies[0]
+    )
+    assert copies[1].endswith("< '/srv/k dir/k.gz'")
+    assert ops[3:] == [["xl", "migrate", "7", "other-host"], ["rm", "-f", "--", "/cfg/t1.cfg"]]
+
+
+def test_a_failed_migration_removes_the_copies_and_keeps_the_config(
+    recording_host: RecordingHost,
+) -> None:
+    _destination_host(recording_host, migrate_fails=True)
+    with pytest.raises(ToolstackError, match="migration failed"):
+        XlToolstack(recording_host).migrate(Vm(name="t1", ref="/cfg/t1.cfg"), "other-host")
+    last = recording_host.calls[-1]
+    assert last[:2] == ["sh", "-c"] and "other-host 'rm -f -- /cfg/t1.cfg" in last[2]
+    assert ["rm", "-f", "--", "/cfg/t1.cfg"] not in recording_host.calls
 
 
 def test_an_unacknowledged_request_maps_to_ack_timeout(recording_host: RecordingHost) -> None:

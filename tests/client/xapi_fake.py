@@ -424,6 +424,9 @@ class FakeXenstore:
                 if self.guest_action is not None:
                     self.guest_action(domid, action)
 
+    def value_max(self) -> int:
+        return 4064  # C xenstored's: the 4096-byte payload less the probe key's path
+
     def remove(self, path: str) -> None:
         with self.lock:
             for key in [k for k in self.data if k == path or k.startswith(path + "/")]:

@@ -46,14 +46,19 @@ XENSTORE_PAYLOAD_MAX = 4096
 
 # The longest control/testing value a write can carry for any domid (5 digits at most).
 LONGEST_VALUE = XENSTORE_PAYLOAD_MAX - len("/local/domain/65535/control/testing") - 1
+# oxenstored's limit as packaged (quota-maxsize): values over it are refused, dom0's included.
+OXENSTORED_VALUE_MAX = 2048
 
 
 def lab_corpus() -> list[tuple[str, bytes, str]]:
     """BOGUS as it can travel through xenstore: messages longer than a write can carry (the
-    host tests cover those) are replaced by the longest JSON string that fits."""
+    host tests cover those) are replaced by the longest JSON strings that fit C xenstored's
+    payload and oxenstored's quota. Longer than the lab's xenstored takes, a message is
+    written anyway and must be refused (E2BIG) without the guest seeing anything."""
     corpus = [(n, as_bytes(m), r) for n, m, r in BOGUS if len(as_bytes(m)) <= LONGEST_VALUE]
-    longest = b'"' + b"a" * (LONGEST_VALUE - 2) + b'"'
-    corpus.append((f"{LONGEST_VALUE}-byte string", longest, "not an object at offset 0"))
+    for size in (OXENSTORED_VALUE_MAX, LONGEST_VALUE):
+        longest = b'"' + b"a" * (size - 2) + b'"'
+        corpus.append((f"{size}-byte string", longest, "not an object at offset 0"))
     return corpus
 
 
@@ -83,7 +88,8 @@ def random_invalid_messages(count: int) -> list[bytes]:
 
 @dataclass
 class BadInputRun:
-    corpus: list[tuple[str, bytes, str]]
+    corpus: list[tuple[str, bytes, str]]  # what reached the guest (fits the lab's xenstored)
+    too_big: list[int]  # CORPUS indexes the lab's xenstored must refuse
     randoms: list[bytes]
     random_reasons: list[str]
     answers: dict[object, str]
@@ -117,12 +123,16 @@ def bad_input(lab_host: LabHost, lab_kernel: str, guest_mode: str) -> Iterator[B
         create_guests(lab_host, [name], lab_kernel, guest_mode)
         domid = domids(lab_host, [name])[name]
         home = f"/local/domain/{domid}"
-        corpus = CORPUS
+        too_big = [i for i, (_, m, _) in enumerate(CORPUS) if len(m) > lab_host.value_max]
+        corpus = [c for i, c in enumerate(CORPUS) if i not in too_big]
         script = Dom0Script()
         script.wait("ready", f"{home}/data/test-vm/state", "ready", 60_000)
         make_testing_writable(script, "setup", domid)
         send_message(script, "arm", domid, ARMED)
-        for index, (_, message, reason) in enumerate(corpus):
+        for index, (_, message, reason) in enumerate(CORPUS):
+            if index in too_big:
+                script.write(("bogus", index, "too-big"), f"{home}/control/testing", message)
+                continue
             send_message(script, ("bogus", index), domid, message)
             # Status keys are written after the acknowledgement: wait for them, do not read.
             last_error = f"{home}/data/test-vm/last-error"
@@ -150,6 +160,7 @@ def bad_input(lab_host: LabHost, lab_kernel: str, guest_mode: str) -> Iterator[B
         flags = xl_states(lab_host, [name]).get(name, ("gone", "?"))[0]
         yield BadInputRun(
             corpus=corpus,
+            too_big=too_big,
             randoms=[m for m, _ in rejected],
             random_reasons=[r for _, r in rejected],
             answers=answers,
@@ -170,6 +181,10 @@ def test_setup(bad_input: BadInputRun) -> None:
 def test_invalid_message_is_acknowledged_and_rejected(bad_input: BadInputRun, index: int) -> None:
     name, _, reason = CORPUS[index]
     answers = bad_input.answers
+    if index in bad_input.too_big:
+        # Over the lab xenstored's limit (oxenstored): refused, so the guest never saw it.
+        assert answers[("bogus", index, "too-big")] == "error E2BIG", name
+        return
     assert answers[(("bogus", index), "testing-acked")].startswith("ok"), f"{name}: no ack"
     last_error = answers[("bogus", index, "last-error")]
     assert last_error.startswith("ok"), f"last-error: {wait_failure(last_error)}"

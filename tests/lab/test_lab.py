@@ -37,6 +37,7 @@ def _wait_for(predicate_command: str, host: LabHost, timeout: float) -> None:
 def test_linux_baseline_guest_boots_logs_and_is_destroyed(lab_host: LabHost) -> None:
     name = "lab-baseline-test"
     config = "/tmp/lab-baseline-test.cfg"
+    lab_host.install_baseline()
     lab_host.run(f"cat > {config}", input=lab_host.baseline_guest_config(name))
     lab_host.run(f"xl create {config}")
     try:

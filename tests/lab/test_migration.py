@@ -7,22 +7,22 @@ binary hypervisor has not (`XEN_TEST_VM_HYPERVISOR=debian`: these tests skip, sa
 
 from __future__ import annotations
 
-import shlex
 import statistics
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from xen_test_lab.dom0_xs import Dom0Script, decode_read, install_tool, wait_failure
+from xen_test_lab.dom0_xs import Dom0Script, decode_read, install_tool
 from xen_test_lab.lab import LabHost
+
+from tests.lab.xl_guests import WAIT_MS, domid, ready_pv_guest, wait_gone, wait_keys
 
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = 20
 REMOTE_DIR = "/root/xen-test-vm-migration"
-WAIT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
@@ -53,49 +53,22 @@ def guest_kernel(shadow_host: LabHost, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def guest(shadow_host: LabHost, guest_kernel: str) -> Iterator[str]:
     """A ready PV test guest (heartbeat off: its console is only what the test causes)."""
-    name = "migrate-many"
-    config = (
-        f'name = "{name}"\ntype = "pv"\nkernel = "{guest_kernel}"\nmemory = 16\n'
-        'extra = "heartbeat=0"\non_crash = "preserve"\n'
-    )
-    shadow_host.run(f"cat > {REMOTE_DIR}/{name}.cfg", input=config)
-    shadow_host.run(f"xl create -q {REMOTE_DIR}/{name}.cfg")
-    try:
-        _wait(shadow_host, name, {"data/test-vm/state": "ready"})
+    with ready_pv_guest(shadow_host, REMOTE_DIR, "migrate-many", guest_kernel) as name:
         yield name
-    finally:
-        for domain in (name, f"{name}--incoming", f"{name}--migratedaway"):
-            shadow_host.run(f"xl destroy {shlex.quote(domain)}", check=False)
-
-
-def _domid(host: LabHost, name: str) -> int:
-    return int(host.run(f"xl domid {shlex.quote(name)}").stdout.strip())
-
-
-def _wait(host: LabHost, name: str, values: dict[str, str]) -> int:
-    """Wait (on xenstore watches) until the guest's keys hold these values; returns its domid."""
-    domid = _domid(host, name)
-    script = Dom0Script()
-    for key, value in values.items():
-        script.wait(key, f"/local/domain/{domid}/{key}", value, WAIT_MS)
-    answers = script.run(host)
-    failures = {key: wait_failure(answer) for key, answer in answers.items()}
-    assert not any(failures.values()), f"domain {domid}: {failures}"
-    return domid
 
 
 def test_guest_migrated_20_times_still_obeys_a_shutdown_request(
     shadow_host: LabHost, guest: str
 ) -> None:
-    domids = [_domid(shadow_host, guest)]
+    domids = [domid(shadow_host, guest)]
     seconds = []
     for n in range(1, MIGRATIONS + 1):
         seconds.append(shadow_host.migrate(guest))
         # A new domain each time, resumed (resumes counts them) and ready again.
-        domid = _wait(shadow_host, guest, {"data/test-vm/resumes": str(n)})
-        _wait(shadow_host, guest, {"data/test-vm/state": "ready"})
-        assert domid not in domids, f"migration {n} left the guest in domain {domid}"
-        domids.append(domid)
+        now = wait_keys(shadow_host, guest, {"data/test-vm/resumes": str(n)})
+        wait_keys(shadow_host, guest, {"data/test-vm/state": "ready"})
+        assert now not in domids, f"migration {n} left the guest in domain {now}"
+        domids.append(now)
     print(
         f"{MIGRATIONS} migrations: median {statistics.median(seconds):.2f} s, "
         f"max {max(seconds):.2f} s, domids {domids[0]} -> {domids[-1]}"
@@ -117,9 +90,4 @@ def test_guest_migrated_20_times_still_obeys_a_shutdown_request(
     answers = script.run(shadow_host)
     assert answers["ack"].startswith("ok"), f"poweroff not acknowledged: {answers['ack']}"
     assert decode_read(answers["resumes"]) in (str(MIGRATIONS), None)  # None: already gone
-    gone = shadow_host.run(
-        f"for i in $(seq 1 300); do xl domid {shlex.quote(guest)} >/dev/null 2>&1 || exit 0; "
-        "sleep 0.1; done; exit 1",
-        check=False,
-    )
-    assert gone.returncode == 0, f"{guest} still exists 30 s after acknowledging poweroff"
+    assert wait_gone(shadow_host, guest), f"{guest} still exists 30 s after acknowledging poweroff"
