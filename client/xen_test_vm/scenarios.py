@@ -163,7 +163,8 @@ LONG_REQUEST = 3000
 
 def unknown_fields(ctx: Context) -> str:
     guest = ctx.shared_vm().guest
-    size = min(LONG_MESSAGE, guest.xs.value_max())
+    limit = guest.xs.value_max()
+    size = min(LONG_MESSAGE, limit)
     body = {"when": "onshutdown", "ack": "ok", "action": "ignore", "x-from-the-future": ""}
     body["x-from-the-future"] = "x" * (size - len(json.dumps(body, separators=(",", ":"))))
     message = json.dumps(body, separators=(",", ":"))
@@ -172,17 +173,18 @@ def unknown_fields(ctx: Context) -> str:
     expect(IGNORE_OK.same_as(status.armed or ""), f"armed is {status.armed!r}")
     expect(guest.request("halt").outcome == ACKED, "halt not acknowledged")
     guest.wait_state("ready")
-    return f"{len(message)}-byte message (host's xenstore value limit {guest.xs.value_max()})"
+    return f"{len(message)}-byte message (host's xenstore value limit {limit})"
 
 
 def unknown_requests(ctx: Context) -> str:
     guest = ctx.shared_vm().guest
-    size = min(LONG_REQUEST, guest.xs.value_max())
+    limit = guest.xs.value_max()
+    size = min(LONG_REQUEST, limit)
     for request in ("s3", "garbage!", "x" * size):
         answer = guest.request(request)
         expect(answer.outcome == ACKED, f"{request[:10]!r}: {answer}")
     _alive(ctx, guest)
-    return f"longest {size} bytes (host's xenstore value limit {guest.xs.value_max()})"
+    return f"longest {size} bytes (host's xenstore value limit {limit})"
 
 
 def not_requests(ctx: Context) -> None:
@@ -443,11 +445,16 @@ def checkpoint(ctx: Context) -> None:
     ctx.destroy(tv)
 
 
-def migrate(ctx: Context) -> str:
+def _skip_unless_migratable(ctx: Context) -> None:
+    """xl hosts say when their Xen cannot live-migrate this boot mode (no log-dirty paging)."""
     if ctx.session.toolstack.kind == "xl":
         blocker = ctx.toolstack.live_migration_blocker(ctx.mode)
         if blocker:
             raise ScenarioSkipped(blocker)
+
+
+def migrate(ctx: Context) -> str:
+    _skip_unless_migratable(ctx)
     tv = _fresh(ctx, "migrate")
     old = tv.guest.domid
     ctx.session.toolstack.migrate(tv.vm)
@@ -464,27 +471,22 @@ def migrate_to_destination(ctx: Context) -> str:
     """Live-migrate to --destination, then the guest must obey that host's toolstack."""
     if not ctx.destination:
         raise ScenarioSkipped("no --destination given (another host or a pool member)")
+    _skip_unless_migratable(ctx)
     ts = ctx.session.toolstack
-    if isinstance(ts, XlToolstack):
-        blocker = ts.live_migration_blocker(ctx.mode)
-        if blocker:
-            raise ScenarioSkipped(blocker)
     address = ts.address_of(ctx.destination) if isinstance(ts, XapiToolstack) else ctx.destination
     tv = _fresh(ctx, "destination")
-    there = ctx.open_session(address)
-    try:
-        # Whatever happens, nothing stays on the destination: a guard of its own there.
+    old = tv.guest.domid
+    with ctx.open_session(address) as there:
+        # Whatever happens, nothing stays on the destination: a guard of its own there, whose
+        # cleanup (destroy, and on xl the kernel copy migrate made) runs when it closes.
         guard = Reaper(there.host)
         try:
             leftovers = there.toolstack.cleanup_commands(tv.vm)
             if isinstance(ts, XlToolstack):
-                leftovers.append(["rm", "-f", "--", ctx.kernel])  # the copy migrate made
+                leftovers.append(["rm", "-f", "--", ctx.kernel])
             guard.register(tv.vm.name, leftovers)
-            old = tv.guest.domid
             ts.migrate(tv.vm, ctx.destination)
-            with ctx.lock:
-                ctx.created.pop(tv.vm.name, None)
-            ctx.reaper.unregister(tv.vm.name)
+            ctx.forget(tv)
             vm = there.find_vm(tv.vm.name)
             guest = there.guest(vm)
             guest.wait_state("ready")
@@ -496,8 +498,6 @@ def migrate_to_destination(ctx: Context) -> str:
             there.toolstack.destroy(vm)
         finally:
             guard.close()
-    finally:
-        there.close()
     return f"domid {old} here -> {guest.domid} on {address}, obeyed a clean shutdown there"
 
 

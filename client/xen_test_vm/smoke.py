@@ -145,6 +145,10 @@ class Context:
     def destroy(self, test_vm: TestVm) -> None:
         """Destroy and forget a VM now (on failure the reaper keeps its cleanup script)."""
         self.session.toolstack.destroy(test_vm.vm)
+        self.forget(test_vm)
+
+    def forget(self, test_vm: TestVm) -> None:
+        """The VM is no longer this host's to clean up (destroyed, or moved to another host)."""
         with self.lock:
             self.created.pop(test_vm.vm.name, None)
         self.reaper.unregister(test_vm.vm.name)
