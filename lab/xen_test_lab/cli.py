@@ -159,22 +159,29 @@ def _pair(accel: str, memory_mib: int, hypervisor: str, xenstored: str, detach: 
     processes, pair = boot_pair(run_dir, accel, memory_mib, True, hypervisor, xenstored)
     for host in pair:
         close_ssh(host)
-    state = {
-        "pid": processes[0].pid,
-        "peer_pids": [processes[1].pid],
-        "port": pair[0].port,
-        "accel": pair[0].accel,
-        "ssh_config": str(pair[0].ssh_config),
-        "ssh_alias": pair[0].ssh_alias,
-        "xen": pair[0].xen,
-        "xenstored": xenstored,
-        "baseline_kernel": pair[0].baseline_files[0],
-        "baseline_initrd": pair[0].baseline_files[1],
-    }
-    (run_dir / STATE_FILE).write_text(json.dumps(state))
+    _write_state(run_dir, pair[0], processes[0].pid, [processes[1].pid])
     print(_pair_instructions(pair))
     print("stop it with: invoke lab --stop")
     return 0
+
+
+def _write_state(
+    run_dir: Path, host: LabHost, pid: int, peer_pids: list[int] | None = None
+) -> None:
+    """What attach(), --status and --stop need of a detached lab (host: the first one)."""
+    state = {
+        "pid": pid,
+        "peer_pids": peer_pids or [],
+        "port": host.port,
+        "accel": host.accel,
+        "ssh_config": str(host.ssh_config),
+        "ssh_alias": host.ssh_alias,
+        "xen": host.xen,
+        "xenstored": host.xenstored,
+        "baseline_kernel": host.baseline_files[0],
+        "baseline_initrd": host.baseline_files[1],
+    }
+    (run_dir / STATE_FILE).write_text(json.dumps(state))
 
 
 def _fresh_state_dir() -> Path:
@@ -201,17 +208,7 @@ def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str, xens
         xenstored=xenstored,
     )
     close_ssh(host)
-    state = {
-        "pid": process.pid,
-        "port": host.port,
-        "accel": host.accel,
-        "ssh_config": str(host.ssh_config),
-        "xen": host.xen,
-        "xenstored": host.xenstored,
-        "baseline_kernel": host.baseline_files[0],
-        "baseline_initrd": host.baseline_files[1],
-    }
-    (run_dir / STATE_FILE).write_text(json.dumps(state))
+    _write_state(run_dir, host, process.pid)
     print(_instructions(host))
     print("stop it with: invoke lab --stop")
     return 0
