@@ -91,7 +91,8 @@ def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "cxenst
         )
         raise SystemExit(2)
     lint(c)
-    args = ["-q"]
+    # The slowest tests in every log: CI has 90 minutes, and the lab is where they go.
+    args = ["-q", "--durations=25"]
     if k:
         args += ["-k", repr(k)]
     if no_lab:

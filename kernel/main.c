@@ -371,8 +371,7 @@ static int answer_and_commit(uint32_t tx, const char *path, const struct proto_e
             break;
         }
     }
-    int err = xenstore_change_and_commit(tx, path, value, len, answer_err,
-                                         testing ? WATCH_TESTING : WATCH_SHUTDOWN);
+    int err = xenstore_change_and_commit(tx, path, value, len, answer_err);
     /* Deleting what is already gone is the answer we wanted. */
     if (*answer_err == XSW_ENOENT && !value)
         *answer_err = XSW_OK;

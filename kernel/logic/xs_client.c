@@ -129,11 +129,6 @@ static void drop_event(struct xsc *c, unsigned int id)
     }
 }
 
-void xsc_forget_event(struct xsc *c, unsigned int id)
-{
-    drop_event(c, id);
-}
-
 int xsc_next_event(struct xsc *c)
 {
     if (c->event_count == 0)

@@ -102,8 +102,6 @@ bool xsc_idle(const struct xsc *c);
 int xsc_next_event(struct xsc *c);
 /* Queue an event for `id` as if its watch fired. */
 void xsc_queue_event(struct xsc *c, unsigned int id);
-/* Take the queued event for `id` off the queue, if there is one. */
-void xsc_forget_event(struct xsc *c, unsigned int id);
 
 /*
  * Send one request (type, tx_id, args) without waiting for its reply; *req_id names it for

@@ -47,11 +47,10 @@ int xenstore_read_tx(uint32_t tx, const char *path, char *buf, size_t cap, size_
 /*
  * In tx: write value (or remove the key, value NULL) and commit, both requests sent before
  * either reply is awaited (one round trip). *change_err gets the write's result; returns the
- * commit's (EAGAIN: nothing happened, start over). Once committed, the queued event of `watch`
- * (the key's, or XS_NO_WATCH) is our own change and is dropped.
+ * commit's (EAGAIN: nothing happened, start over). The event of the change stays queued.
  */
 int xenstore_change_and_commit(uint32_t tx, const char *path, const char *value, size_t len,
-                               int *change_err, int watch);
+                               int *change_err);
 
 /* Clear the port's pending bit, then move whatever the ring holds into the event queue. */
 void xenstore_poll_ring(void);

@@ -97,7 +97,6 @@ RING_CASES = (
     "main_loop_never_sleeps_with_an_event_behind_a_reply",
     "read_covers_events_queued_before_its_reply",
     "events_coalesce_per_watch_and_bad_tokens_are_said",
-    "forgetting_an_event_keeps_the_others_in_order",
     "pipelined_requests_are_answered_in_order",
     "error_replies_are_returned",
     "a_send_that_times_out_halfway_is_finished_first",

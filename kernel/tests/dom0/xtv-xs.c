@@ -33,6 +33,14 @@
  *                                         incarnation to be ready; SLOW: BUDGET_S ran out first.
  *                                         TIMES: median and worst ms of write-to-gone and of
  *                                         gone-to-ready over the rounds done)
+ *   armrace HOME N GAP_US TIMEOUT_MS   -> "armrace OK N MEDIAN_US WORST_US" |
+ *                                         "armrace FAIL i GAP_US WHY" (N times: write to
+ *                                         control/testing an onshutdown/ignore message with ack
+ *                                         "a<i>", then after a gap swept 0..GAP_US and before
+ *                                         the first reply one with ack "b<i>"; both acked and
+ *                                         data/test-vm/armed must end as the second: the same
+ *                                         read+ack transaction as the race, without a reboot.
+ *                                         TIMES: write to armed-is-b)
  *   resume DOMID                       -> "ok" | "error ENAME"   (XS_RESUME, as after
  *                                         xc_domain_resume at the end of a checkpoint)
  * Output: one line per command.
@@ -632,6 +640,74 @@ static void cmd_race(const char *name, int rounds, unsigned gap_max_us, unsigned
     putchar('\n');
 }
 
+/* The canonical JSON the kernel publishes in data/test-vm/armed for an onshutdown/ignore. */
+static int armed_message(char *buf, size_t size, char tag, int round)
+{
+    return snprintf(buf, size, "{\"when\":\"onshutdown\",\"ack\":\"%c%d\",\"action\":\"ignore\"}",
+                    tag, round);
+}
+
+static void cmd_armrace(const char *home, int rounds, unsigned gap_max_us, unsigned timeout_ms)
+{
+    static uint64_t times[RACE_MAX_ROUNDS];
+    char testing[128], armed[128], first_msg[96], second_msg[96];
+    int done = 0;
+    char why[64] = "";
+
+    if (rounds > RACE_MAX_ROUNDS)
+        rounds = RACE_MAX_ROUNDS;
+    snprintf(testing, sizeof(testing), "%s/control/testing", home);
+    snprintf(armed, sizeof(armed), "%s/data/test-vm/armed", home);
+    ensure_watch(armed);
+    for (int i = 0; i < rounds; i++, done++) {
+        unsigned gap = rounds > 1 ? (unsigned)((uint64_t)gap_max_us * (unsigned)i /
+                                               (unsigned)(rounds - 1)) : 0;
+        int first_len = armed_message(first_msg, sizeof(first_msg), 'a', i);
+        int second_len = armed_message(second_msg, sizeof(second_msg), 'b', i);
+        struct xsw_arg a[2] = { str_arg(testing), value_arg(first_msg, (size_t)first_len) };
+        struct xsw_arg b[2] = { str_arg(testing), value_arg(second_msg, (size_t)second_len) };
+        struct xsw_msg reply;
+        long got;
+
+        uint64_t t0 = now_us();
+        uint32_t first = send_request(XS_WRITE, 0, a, 2);
+        uint64_t until = now_us() + gap;
+        while (now_us() < until)
+            ;
+        uint32_t second = send_request(XS_WRITE, 0, b, 2);
+        if (await_reply(first, &reply) != XSW_OK || await_reply(second, &reply) != XSW_OK) {
+            snprintf(why, sizeof(why), "FAIL %d %u write-refused", i, gap);
+            break;
+        }
+        /* A second message wiped unseen leaves the first one armed for good. */
+        if (!wait_watched(armed, second_msg, (size_t)second_len, timeout_ms, &got)) {
+            bool first_armed = got == first_len && !memcmp(valbuf, first_msg, (size_t)got);
+            enum xsw_error err;
+            long left = xs_read(testing, &err);
+            /* The second message still in the key: not wiped but never answered. */
+            const char *what = left == second_len && !memcmp(valbuf, second_msg, (size_t)left)
+                                   ? "second-left-unanswered"
+                               : first_armed ? "second-wiped-unseen"
+                                             : "not-armed";
+            snprintf(why, sizeof(why), "FAIL %d %u %s", i, gap, what);
+            break;
+        }
+        times[i] = now_us() - t0;
+        if (!wait_value(testing, "", 0, timeout_ms, &got)) {
+            snprintf(why, sizeof(why), "FAIL %d %u not-acknowledged", i, gap);
+            break;
+        }
+    }
+    if (why[0]) {
+        printf("armrace %s\n", why);
+        return;
+    }
+    qsort(times, (size_t)done, sizeof(times[0]), compare_u64);
+    printf("armrace OK %d %llu %llu\n", rounds,
+           (unsigned long long)(done ? times[done / 2] : 0),
+           (unsigned long long)(done ? times[done - 1] : 0));
+}
+
 static char *next_word(char **p)
 {
     char *w = strsep(p, " ");
@@ -775,6 +851,12 @@ int main(void)
             unsigned timeout_ms = (unsigned)atoi(next_word(&p));
 
             cmd_race(name, rounds, gap, timeout_ms, (unsigned)atoi(next_word(&p)));
+        } else if (!strcmp(cmd, "armrace")) {
+            char *home = next_word(&p);
+            int rounds = atoi(next_word(&p));
+            unsigned gap = (unsigned)atoi(next_word(&p));
+
+            cmd_armrace(home, rounds, gap, (unsigned)atoi(next_word(&p)));
         } else if (!strcmp(cmd, "resume")) {
             struct xsw_arg a = str_arg(next_word(&p));
             struct xsw_msg reply;

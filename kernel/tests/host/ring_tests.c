@@ -408,21 +408,6 @@ CASE(events_coalesce_per_watch_and_bad_tokens_are_said)
     CHECK(strstr(f.log, "ignoring watch event with an unknown token") != NULL);
 }
 
-CASE(forgetting_an_event_keeps_the_others_in_order)
-{
-    setup(0, 0, NULL);
-    emit_event("a", "2");
-    emit_event("b", "0");
-    emit_event("c", "1");
-    daemon_write();
-    xsc_poll(&f.client);
-    xsc_forget_event(&f.client, 0);
-    xsc_forget_event(&f.client, 5);
-    CHECK(xsc_next_event(&f.client) == 2);
-    CHECK(xsc_next_event(&f.client) == 1);
-    CHECK(xsc_next_event(&f.client) == -1);
-}
-
 CASE(pipelined_requests_are_answered_in_order)
 {
     uint32_t a, b;
@@ -586,8 +571,6 @@ int main(void)
     run("read_covers_events_queued_before_its_reply", read_covers_events_queued_before_its_reply);
     run("events_coalesce_per_watch_and_bad_tokens_are_said",
         events_coalesce_per_watch_and_bad_tokens_are_said);
-    run("forgetting_an_event_keeps_the_others_in_order",
-        forgetting_an_event_keeps_the_others_in_order);
     run("pipelined_requests_are_answered_in_order", pipelined_requests_are_answered_in_order);
     run("error_replies_are_returned", error_replies_are_returned);
     run("a_send_that_times_out_halfway_is_finished_first",
