@@ -15,6 +15,7 @@ of iterations cost one SSH round trip and no process starts:
 
 from __future__ import annotations
 
+import os
 import shlex
 import statistics
 import subprocess
@@ -44,7 +45,14 @@ PAIR_TIMEOUT_MS = 5000
 # rounds of the same read+ack transaction on control/testing, which need no reboot. 30 reboots
 # still catch the defect this guards against: 57 of 200 rounds (28%) failed before the fix, and
 # 30 rounds all pass at that rate with probability 0.72^30 = 5e-5.
-RACES = {"pv": 30, "pvh": 30}
+# XEN_TEST_VM_RACES=200 sweeps issue 9's full 200 in both modes (about 9 minutes each).
+RACES_ENV = "XEN_TEST_VM_RACES"
+_races = os.environ.get(RACES_ENV, "30")
+if not _races.isdigit() or not 0 < int(_races) <= 4096:
+    raise pytest.UsageError(
+        f"{RACES_ENV} must be a number of rounds from 1 to 4096, not {_races!r}"
+    )
+RACES = dict.fromkeys(("pv", "pvh"), int(_races))
 # Rounds of the reboot-free race on control/testing (a few ms each).
 ARM_RACES = 300
 # The race tool stops with "race SLOW i ..." when this runs out, so a slow host shows up as
@@ -323,13 +331,15 @@ def test_dropped_console_lines_are_counted(lab_host: LabHost, quiet_guest: Guest
     assert dropped > 0 and seen + dropped == FLOOD, (dropped, seen)
 
 
-def test_the_kernel_answers_no_event_of_its_own_acknowledgement(
+def test_the_kernel_reads_the_event_of_its_own_acknowledgement(
     lab_host: LabHost, make_guest: GuestFactory
 ) -> None:
-    """C xenstored fires the kernel's own ack write at it before the commit's reply: the kernel
-    drops that event, so (xsstats=1 says one line per event answered) ACKS requests cost ACKS
-    events, plus the one the watch fires when registered. Answering them was ACKS more.
-    The lab runs C xenstored; oxenstored fires own events after the reply (issue 10)."""
+    """The event of the kernel's own ack write is read like any other, never dropped as ours:
+    C xenstored drops an event identical to one still queued for the guest, so a request
+    written just after the commit may have no event but that one (the armrace test lost such
+    requests while the kernel dropped it). ACKS requests are each answered once; the events
+    answered (xsstats=1 says one line each) are the ACKS requests, the watch's first event, and
+    the own events (C xenstored fires them before the commit's reply, oxenstored after)."""
     guest = make_guest("own-events", memory_mib=4, cmdline="xsstats=1 heartbeat=0")
     path = f"{home(guest)}/control/shutdown"
     acks = run_one(lab_host, f"acktime {path} {b'own'.hex()} {ACKS} {ACK_TIMEOUT_MS}").split()
@@ -340,12 +350,15 @@ def test_the_kernel_answers_no_event_of_its_own_acknowledgement(
     assert marker.run(lab_host)["said"].startswith("ok")
     lines = guest.console_lines()
     before_marker = lines[: lines.index("unknown shutdown request: after-own")]
+    assert before_marker.count("unknown shutdown request: own") == ACKS
     events = [
         line
         for line in before_marker
         if line.startswith("xenstore: control/shutdown event answered after")
     ]
-    assert len(events) == ACKS + 1, events
+    # Dropping the own events leaves exactly ACKS + 1; an own event merged into a later
+    # request's (see above) makes one fewer than 2 * ACKS + 1.
+    assert ACKS + 1 < len(events) <= 2 * ACKS + 1, events
 
 
 def test_the_largest_guest_the_lab_gives_checkpoints_all_its_memory(
