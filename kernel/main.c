@@ -48,6 +48,8 @@ static struct proto *proto = &protos[0];
 static struct proto *proto_next = &protos[1];
 static struct proto_effects effects;
 static char key_value[PROTO_VALUE_MAX + 1];
+/* The same key read again inside the transaction. */
+static char key_in_tx[PROTO_VALUE_MAX + 1];
 
 /*
  * Everything the kernel remembers between events. boot_init() sets all of it;
@@ -413,20 +415,46 @@ static void handle_watch_once(int id)
 
     for (unsigned attempt = 1;; attempt++) {
         uint32_t tx = XS_NO_TX;
-        size_t len = 0;
-        int err = xenstore_transaction_start(&tx);
+        size_t len = 0, tx_len = 0;
+        int start_err;
+        /*
+         * The events a read covers are those queued before its reply, so it must read the store
+         * as it is: outside the transaction. oxenstored reads a transaction's snapshot, and ends
+         * a transaction that only read without checking it (process.ml, do_transaction_end):
+         * a request written after the snapshot but before an in-transaction read was consumed
+         * unseen (the lab's bad-input run lost 4 in a row). The read inside the transaction
+         * makes its commit conflict with any later write; a different value there means a write
+         * came between the two reads.
+         */
+        int err = xenstore_read_then_start(path, key_value, sizeof(key_value), &len, id, &tx,
+                                           &start_err);
 
-        if (err) {
-            console_printf("transaction for %s failed to start: %s; reading without", path,
-                           xenstore_error_name(err));
-            tx = XS_NO_TX;
-        }
-        err = xenstore_read_tx(tx, path, key_value, sizeof(key_value), &len, id);
         if (err != XSW_OK && err != XSW_ENOENT) {
             console_printf("read %s failed: %s", path, xenstore_error_name(err));
-            if (tx != XS_NO_TX)
+            if (start_err == XSW_OK)
                 xenstore_transaction_end(tx, false);
             return;
+        }
+        if (start_err) {
+            console_printf("transaction for %s failed to start: %s; reading without", path,
+                           xenstore_error_name(start_err));
+            tx = XS_NO_TX;
+        } else {
+            int tx_err = xenstore_read_tx(tx, path, key_in_tx, sizeof(key_in_tx), &tx_len,
+                                          XS_NO_WATCH);
+            if (tx_err != XSW_OK && tx_err != XSW_ENOENT) {
+                console_printf("read %s failed: %s", path, xenstore_error_name(tx_err));
+                xenstore_transaction_end(tx, false);
+                return;
+            }
+            if (tx_err != err || tx_len != len || kmemcmp(key_in_tx, key_value, len) != 0) {
+                xenstore_transaction_end(tx, false);
+                if (attempt < MAX_TRANSACTION_ATTEMPTS)
+                    continue;
+                console_printf("%s changed under every read (attempt %u)", path, attempt);
+                xenstore_queue_event((unsigned int)id);
+                return;
+            }
         }
         kmemcpy(proto_next, proto, sizeof(*proto));
         if (testing)

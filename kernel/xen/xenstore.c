@@ -153,18 +153,11 @@ int xenstore_watch(const char *path, unsigned int id)
     return xsc_request(&client, XS_WATCH, XS_NO_TX, args, 2, NULL, 0, NULL, XS_NO_WATCH);
 }
 
-int xenstore_transaction_start(uint32_t *tx)
+/* The reply to XS_TRANSACTION_START is the id in decimal. */
+static int parse_transaction_id(const char *reply, size_t len, uint32_t *tx)
 {
-    /* The payload is an empty string; the reply is the id in decimal. */
-    struct xsw_arg arg = text("");
-    char reply[16];
-    size_t len = 0;
     uint32_t id = 0;
-    int err = xsc_request(&client, XS_TRANSACTION_START, XS_NO_TX, &arg, 1, reply,
-                          sizeof(reply), &len, XS_NO_WATCH);
 
-    if (err)
-        return err;
     for (size_t i = 0; i < len && reply[i]; i++) {
         if (reply[i] < '0' || reply[i] > '9' || id > 0x19999999)
             return XSW_EPROTO;
@@ -174,6 +167,45 @@ int xenstore_transaction_start(uint32_t *tx)
         return XSW_EPROTO;
     *tx = id;
     return XSW_OK;
+}
+
+int xenstore_transaction_start(uint32_t *tx)
+{
+    /* The payload is an empty string. */
+    struct xsw_arg arg = text("");
+    char reply[16];
+    size_t len = 0;
+    int err = xsc_request(&client, XS_TRANSACTION_START, XS_NO_TX, &arg, 1, reply,
+                          sizeof(reply), &len, XS_NO_WATCH);
+
+    if (err)
+        return err;
+    return parse_transaction_id(reply, len, tx);
+}
+
+int xenstore_read_then_start(const char *path, char *buf, size_t cap, size_t *len, int watch,
+                             uint32_t *tx, int *start_err)
+{
+    uint64_t deadline = time_now_ns() + XSC_REPLY_TIMEOUT_NS;
+    struct xsw_arg read_arg = text(path), start_arg = text("");
+    char reply[16];
+    size_t reply_len = 0;
+    uint32_t read_id, start_id;
+    int err = xsc_send(&client, XS_READ, XS_NO_TX, &read_arg, 1, &read_id, deadline);
+
+    *start_err = err;
+    if (err)
+        return err;
+    *start_err = xsc_send(&client, XS_TRANSACTION_START, XS_NO_TX, &start_arg, 1, &start_id,
+                          deadline);
+    err = xsc_finish(&client, read_id, buf, cap, len, watch, deadline);
+    if (*start_err)
+        return err;
+    *start_err = xsc_finish(&client, start_id, reply, sizeof(reply), &reply_len, XS_NO_WATCH,
+                            deadline);
+    if (*start_err == XSW_OK)
+        *start_err = parse_transaction_id(reply, reply_len, tx);
+    return err;
 }
 
 static struct xsw_arg end_arg(bool commit)

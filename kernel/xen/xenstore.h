@@ -40,6 +40,15 @@ int xenstore_watch(const char *path, unsigned int id);
 /* Transactions (XS_TRANSACTION_START/END); xenstored answers EAGAIN at the end on a conflict. */
 int xenstore_transaction_start(uint32_t *tx);
 int xenstore_transaction_end(uint32_t tx, bool commit);
+/*
+ * A plain read of path, and a transaction started right behind it (one round trip). watch >= 0:
+ * the read covers every event of that watch queued before its reply (they are taken off the
+ * queue); it reads the store as it is, which a read inside a transaction may not (oxenstored
+ * reads a transaction's snapshot from its start). *start_err: the transaction's result, *tx
+ * its id. Returns the read's result.
+ */
+int xenstore_read_then_start(const char *path, char *buf, size_t cap, size_t *len, int watch,
+                             uint32_t *tx, int *start_err);
 /* A read in tx. watch >= 0: this read covers every event of that watch queued before its
  * reply (they are taken off the queue). */
 int xenstore_read_tx(uint32_t tx, const char *path, char *buf, size_t cap, size_t *len,
