@@ -574,6 +574,24 @@ static void print_ms_summary(uint64_t *times, size_t count)
 
 #define RACE_MAX_ROUNDS 4096
 
+/* Write first, then after gap_us (busy, before its reply) second; true if both succeeded. */
+static bool write_twice(const char *path, const char *first, size_t first_len,
+                        const char *second, size_t second_len, unsigned gap_us)
+{
+    struct xsw_arg a[2] = { str_arg(path), value_arg(first, first_len) };
+    struct xsw_arg b[2] = { str_arg(path), value_arg(second, second_len) };
+    struct xsw_msg reply;
+    uint32_t first_id = send_request(XS_WRITE, 0, a, 2);
+    uint64_t until = now_us() + gap_us;
+
+    while (now_us() < until)
+        ;
+    uint32_t second_id = send_request(XS_WRITE, 0, b, 2);
+    bool first_ok = await_reply(first_id, &reply) == XSW_OK;
+    return await_reply(second_id, &reply) == XSW_OK && first_ok;
+}
+
+
 static void cmd_race(const char *name, int rounds, unsigned gap_max_us, unsigned timeout_ms,
                      unsigned budget_s)
 {
@@ -605,15 +623,8 @@ static void cmd_race(const char *name, int rounds, unsigned gap_max_us, unsigned
             break;
         }
         snprintf(path, sizeof(path), "/local/domain/%ld/control/shutdown", domid);
-        struct xsw_arg a[2] = { str_arg(path), value_arg("s3", 2) };
-        struct xsw_arg b[2] = { str_arg(path), value_arg("reboot", 6) };
         uint64_t t0 = now_us();
-        uint32_t first = send_request(XS_WRITE, 0, a, 2);
-        uint64_t until = now_us() + gap;
-        while (now_us() < until)
-            ;
-        uint32_t second = send_request(XS_WRITE, 0, b, 2);
-        if (await_reply(first, &reply) != XSW_OK || await_reply(second, &reply) != XSW_OK) {
+        if (!write_twice(path, "s3", 2, "reboot", 6, gap)) {
             snprintf(why, sizeof(why), "FAIL %d %u write-refused", i, gap);
             break;
         }
@@ -664,18 +675,11 @@ static void cmd_armrace(const char *home, int rounds, unsigned gap_max_us, unsig
                                                (unsigned)(rounds - 1)) : 0;
         int first_len = armed_message(first_msg, sizeof(first_msg), 'a', i);
         int second_len = armed_message(second_msg, sizeof(second_msg), 'b', i);
-        struct xsw_arg a[2] = { str_arg(testing), value_arg(first_msg, (size_t)first_len) };
-        struct xsw_arg b[2] = { str_arg(testing), value_arg(second_msg, (size_t)second_len) };
-        struct xsw_msg reply;
         long got;
 
         uint64_t t0 = now_us();
-        uint32_t first = send_request(XS_WRITE, 0, a, 2);
-        uint64_t until = now_us() + gap;
-        while (now_us() < until)
-            ;
-        uint32_t second = send_request(XS_WRITE, 0, b, 2);
-        if (await_reply(first, &reply) != XSW_OK || await_reply(second, &reply) != XSW_OK) {
+        if (!write_twice(testing, first_msg, (size_t)first_len, second_msg, (size_t)second_len,
+                         gap)) {
             snprintf(why, sizeof(why), "FAIL %d %u write-refused", i, gap);
             break;
         }
