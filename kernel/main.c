@@ -381,6 +381,25 @@ static int answer_and_commit(uint32_t tx, const char *path, const struct proto_e
 }
 
 /*
+ * The key read again inside tx: XSW_OK if it holds what the plain read found (present, len
+ * bytes of key_value), XSW_EAGAIN if a write came between the two reads (the decision would be
+ * made on a value that is gone; a commit would not notice on oxenstored if nothing is written),
+ * else the read's error. Reading it in tx also makes a commit that writes conflict with any
+ * later write.
+ */
+static int same_in_transaction(uint32_t tx, const char *path, bool present, size_t len)
+{
+    size_t tx_len = 0;
+    int err = xenstore_read_tx(tx, path, key_in_tx, sizeof(key_in_tx), &tx_len);
+
+    if (err != XSW_OK && err != XSW_ENOENT)
+        return err;
+    if ((err == XSW_OK) != present || tx_len != len || kmemcmp(key_in_tx, key_value, len) != 0)
+        return XSW_EAGAIN;
+    return XSW_OK;
+}
+
+/*
  * PROTOCOL.md 2 and 3: read the key and answer it in one transaction, retried on EAGAIN. The
  * state machine runs on a copy of its state, kept only once the transaction committed: a
  * conflicting write means the value read was not the last one, so the decision is redone.
@@ -415,16 +434,14 @@ static void handle_watch_once(int id)
 
     for (unsigned attempt = 1;; attempt++) {
         uint32_t tx = XS_NO_TX;
-        size_t len = 0, tx_len = 0;
+        size_t len = 0;
         int start_err;
         /*
          * The events a read covers are those queued before its reply, so it must read the store
          * as it is: outside the transaction. oxenstored reads a transaction's snapshot, and ends
          * a transaction that only read without checking it (process.ml, do_transaction_end):
          * a request written after the snapshot but before an in-transaction read was consumed
-         * unseen (the lab's bad-input run lost 4 in a row). The read inside the transaction
-         * makes its commit conflict with any later write; a different value there means a write
-         * came between the two reads.
+         * unseen (the lab's bad-input run lost 4 in a row).
          */
         int err = xenstore_read_then_start(path, key_value, sizeof(key_value), &len, id, &tx,
                                            &start_err);
@@ -435,32 +452,26 @@ static void handle_watch_once(int id)
                 xenstore_transaction_end(tx, false);
             return;
         }
+        bool present = err == XSW_OK;
         if (start_err) {
             console_printf("transaction for %s failed to start: %s; reading without", path,
                            xenstore_error_name(start_err));
             tx = XS_NO_TX;
-        } else {
-            int tx_err = xenstore_read_tx(tx, path, key_in_tx, sizeof(key_in_tx), &tx_len,
-                                          XS_NO_WATCH);
-            if (tx_err != XSW_OK && tx_err != XSW_ENOENT) {
-                console_printf("read %s failed: %s", path, xenstore_error_name(tx_err));
-                xenstore_transaction_end(tx, false);
-                return;
-            }
-            if (tx_err != err || tx_len != len || kmemcmp(key_in_tx, key_value, len) != 0) {
-                xenstore_transaction_end(tx, false);
-                if (attempt < MAX_TRANSACTION_ATTEMPTS)
-                    continue;
-                console_printf("%s changed under every read (attempt %u)", path, attempt);
+        } else if ((err = same_in_transaction(tx, path, present, len)) != XSW_OK) {
+            xenstore_transaction_end(tx, false);
+            if (err == XSW_EAGAIN && attempt < MAX_TRANSACTION_ATTEMPTS)
+                continue;
+            console_printf("transaction for %s failed: %s (attempt %u)", path,
+                           xenstore_error_name(err), attempt);
+            if (err == XSW_EAGAIN)
                 xenstore_queue_event((unsigned int)id);
-                return;
-            }
+            return;
         }
         kmemcpy(proto_next, proto, sizeof(*proto));
         if (testing)
-            proto_on_testing(proto_next, key_value, len, err == XSW_OK, &effects);
+            proto_on_testing(proto_next, key_value, len, present, &effects);
         else
-            proto_on_shutdown(proto_next, key_value, len, err == XSW_OK, &effects);
+            proto_on_shutdown(proto_next, key_value, len, present, &effects);
         err = answer_and_commit(tx, path, &effects, testing, &answer_err);
         if (err == XSW_EAGAIN && attempt < MAX_TRANSACTION_ATTEMPTS)
             continue;

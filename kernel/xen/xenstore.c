@@ -117,16 +117,15 @@ static struct xsw_arg text(const char *s)
     return (struct xsw_arg){.data = s, .len = kstrlen(s), .nul_terminated = true};
 }
 
-int xenstore_read_tx(uint32_t tx, const char *path, char *buf, size_t cap, size_t *len,
-                     int watch)
+int xenstore_read_tx(uint32_t tx, const char *path, char *buf, size_t cap, size_t *len)
 {
     struct xsw_arg arg = text(path);
-    return xsc_request(&client, XS_READ, tx, &arg, 1, buf, cap, len, watch);
+    return xsc_request(&client, XS_READ, tx, &arg, 1, buf, cap, len, XS_NO_WATCH);
 }
 
 int xenstore_read(const char *path, char *buf, size_t cap, size_t *len)
 {
-    return xenstore_read_tx(XS_NO_TX, path, buf, cap, len, XS_NO_WATCH);
+    return xenstore_read_tx(XS_NO_TX, path, buf, cap, len);
 }
 
 int xenstore_write(const char *path, const char *value, size_t len)
@@ -169,24 +168,11 @@ static int parse_transaction_id(const char *reply, size_t len, uint32_t *tx)
     return XSW_OK;
 }
 
-int xenstore_transaction_start(uint32_t *tx)
-{
-    /* The payload is an empty string. */
-    struct xsw_arg arg = text("");
-    char reply[16];
-    size_t len = 0;
-    int err = xsc_request(&client, XS_TRANSACTION_START, XS_NO_TX, &arg, 1, reply,
-                          sizeof(reply), &len, XS_NO_WATCH);
-
-    if (err)
-        return err;
-    return parse_transaction_id(reply, len, tx);
-}
-
 int xenstore_read_then_start(const char *path, char *buf, size_t cap, size_t *len, int watch,
                              uint32_t *tx, int *start_err)
 {
     uint64_t deadline = time_now_ns() + XSC_REPLY_TIMEOUT_NS;
+    /* XS_TRANSACTION_START's payload is an empty string. */
     struct xsw_arg read_arg = text(path), start_arg = text("");
     char reply[16];
     size_t reply_len = 0;

@@ -5,7 +5,7 @@
  *
  * Results are 0 or an error: enum xsw_error from logic/xs_wire.h (ENOENT, EACCES, EAGAIN, ...)
  * or XS_ERR_TIMEOUT when xenstored did not answer; xenstore_error_name() names them for logs.
- * tx is a transaction id from xenstore_transaction_start(), or XS_NO_TX.
+ * tx is a transaction id from xenstore_read_then_start(), or XS_NO_TX.
  */
 #ifndef XTV_XEN_XENSTORE_H
 #define XTV_XEN_XENSTORE_H
@@ -37,8 +37,7 @@ int xenstore_write_string(const char *path, const char *value);
 int xenstore_remove(const char *path);
 int xenstore_watch(const char *path, unsigned int id);
 
-/* Transactions (XS_TRANSACTION_START/END); xenstored answers EAGAIN at the end on a conflict. */
-int xenstore_transaction_start(uint32_t *tx);
+/* Transactions end with XS_TRANSACTION_END; xenstored answers EAGAIN on a conflict. */
 int xenstore_transaction_end(uint32_t tx, bool commit);
 /*
  * A plain read of path, and a transaction started right behind it (one round trip). watch >= 0:
@@ -49,10 +48,9 @@ int xenstore_transaction_end(uint32_t tx, bool commit);
  */
 int xenstore_read_then_start(const char *path, char *buf, size_t cap, size_t *len, int watch,
                              uint32_t *tx, int *start_err);
-/* A read in tx. watch >= 0: this read covers every event of that watch queued before its
- * reply (they are taken off the queue). */
-int xenstore_read_tx(uint32_t tx, const char *path, char *buf, size_t cap, size_t *len,
-                     int watch);
+/* A read in tx. It covers no watch events: oxenstored answers it from the transaction's
+ * snapshot, which may be older than events queued before its reply. */
+int xenstore_read_tx(uint32_t tx, const char *path, char *buf, size_t cap, size_t *len);
 /*
  * In tx: write value (or remove the key, value NULL) and commit, both requests sent before
  * either reply is awaited (one round trip). *change_err gets the write's result; returns the

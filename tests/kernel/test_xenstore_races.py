@@ -45,7 +45,7 @@ PAIR_TIMEOUT_MS = 5000
 # rounds of the same read+ack transaction on control/testing, which need no reboot. 30 reboots
 # still catch the defect this guards against: 57 of 200 rounds (28%) failed before the fix, and
 # 30 rounds all pass at that rate with probability 0.72^30 = 5e-5.
-# XEN_TEST_VM_RACES=200 sweeps issue 9's full 200 in both modes (about 9 minutes each).
+# XEN_TEST_VM_RACES=200 sweeps issue 9's full 200 in both modes (about 10 minutes each).
 RACES_ENV = "XEN_TEST_VM_RACES"
 _races = os.environ.get(RACES_ENV, "30")
 if not _races.isdigit() or not 0 < int(_races) <= 4096:
