@@ -78,11 +78,11 @@ XENSTORED_CHOICES = ("both", "cxenstored", "oxenstored")
     help={
         "k": "only tests matching this pytest -k expression",
         "no_lab": "skip lab tests",
-        "xenstored": "cxenstored (default) or oxenstored: the whole suite on that one; both: "
-        "on cxenstored, then the kernel lab tests again on oxenstored",
+        "xenstored": "both (default): the suite on cxenstored, then the kernel lab tests again "
+        "on oxenstored; cxenstored or oxenstored: the whole suite on that one",
     }
 )
-def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "cxenstored") -> None:
+def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "both") -> None:
     """Run the whole test suite: lint, type check, unit, kernel and lab tests."""
     if xenstored not in XENSTORED_CHOICES:
         print(
