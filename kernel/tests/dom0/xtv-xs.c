@@ -591,6 +591,12 @@ static bool write_twice(const char *path, const char *first, size_t first_len,
     return await_reply(second_id, &reply) == XSW_OK && first_ok;
 }
 
+/* Round i of rounds sweeps the gap evenly from 0 to gap_max_us. */
+static unsigned swept_gap(unsigned gap_max_us, int i, int rounds)
+{
+    return rounds > 1 ? (unsigned)((uint64_t)gap_max_us * (unsigned)i / (unsigned)(rounds - 1))
+                      : 0;
+}
 
 static void cmd_race(const char *name, int rounds, unsigned gap_max_us, unsigned timeout_ms,
                      unsigned budget_s)
@@ -608,8 +614,7 @@ static void cmd_race(const char *name, int rounds, unsigned gap_max_us, unsigned
     domid = wait_incarnation(name, -1, timeout_ms);
 
     for (int i = 0; i < rounds; i++, done++) {
-        unsigned gap = rounds > 1 ? (unsigned)((uint64_t)gap_max_us * (unsigned)i /
-                                               (unsigned)(rounds - 1)) : 0;
+        unsigned gap = swept_gap(gap_max_us, i, rounds);
         char path[128];
         struct xsw_msg reply;
         long got;
@@ -662,17 +667,17 @@ static void cmd_armrace(const char *home, int rounds, unsigned gap_max_us, unsig
 {
     static uint64_t times[RACE_MAX_ROUNDS];
     char testing[128], armed[128], first_msg[96], second_msg[96];
-    int done = 0;
     char why[64] = "";
 
     if (rounds > RACE_MAX_ROUNDS)
         rounds = RACE_MAX_ROUNDS;
+    if (rounds < 0)
+        rounds = 0;
     snprintf(testing, sizeof(testing), "%s/control/testing", home);
     snprintf(armed, sizeof(armed), "%s/data/test-vm/armed", home);
     ensure_watch(armed);
-    for (int i = 0; i < rounds; i++, done++) {
-        unsigned gap = rounds > 1 ? (unsigned)((uint64_t)gap_max_us * (unsigned)i /
-                                               (unsigned)(rounds - 1)) : 0;
+    for (int i = 0; i < rounds; i++) {
+        unsigned gap = swept_gap(gap_max_us, i, rounds);
         int first_len = armed_message(first_msg, sizeof(first_msg), 'a', i);
         int second_len = armed_message(second_msg, sizeof(second_msg), 'b', i);
         long got;
@@ -706,10 +711,10 @@ static void cmd_armrace(const char *home, int rounds, unsigned gap_max_us, unsig
         printf("armrace %s\n", why);
         return;
     }
-    qsort(times, (size_t)done, sizeof(times[0]), compare_u64);
+    qsort(times, (size_t)rounds, sizeof(times[0]), compare_u64);
     printf("armrace OK %d %llu %llu\n", rounds,
-           (unsigned long long)(done ? times[done / 2] : 0),
-           (unsigned long long)(done ? times[done - 1] : 0));
+           (unsigned long long)(rounds ? times[rounds / 2] : 0),
+           (unsigned long long)(rounds ? times[rounds - 1] : 0));
 }
 
 static char *next_word(char **p)
