@@ -95,6 +95,7 @@ def test_heartbeat_option_sets_the_period(make_guest: GuestFactory) -> None:
     assert len(ticks) <= (read_end - started) / period + 1, (ticks, read_end - started)
 
 
+@pytest.mark.any_xenstored
 def test_boots_in_4_mib(make_guest: GuestFactory) -> None:
     guest = make_guest("small", memory_mib=4)
     guest.wait_console(r"memory 4096 KiB$")
@@ -157,6 +158,7 @@ def test_crash_request_leaves_a_crashed_domain(make_guest: GuestFactory) -> None
 # -- faults and refused writes ------------------------------------------------------------
 
 
+@pytest.mark.any_xenstored
 @pytest.mark.parametrize(
     ("kind", "report"),
     [

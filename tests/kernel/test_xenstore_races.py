@@ -270,6 +270,7 @@ def test_refused_ack_string_then_checkpoint_resume_keeps_running(
     assert quiet_guest.exists() and "s" not in quiet_guest.xl_state()
 
 
+@pytest.mark.any_xenstored
 def test_a_stack_overflow_hits_the_guard_page(make_guest: GuestFactory) -> None:
     """fault=stack runs 2 KiB off the bottom of the boot stack: the guard page must stop it
     (the domain crashes) instead of letting it overwrite the page below."""
@@ -361,6 +362,7 @@ def test_the_kernel_reads_the_event_of_its_own_acknowledgement(
     assert ACKS + 1 < len(events) <= 2 * ACKS + 1, events
 
 
+@pytest.mark.any_xenstored
 def test_the_largest_guest_the_lab_gives_checkpoints_all_its_memory(
     lab_host: LabHost, make_guest: GuestFactory
 ) -> None:
