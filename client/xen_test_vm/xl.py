@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import xl_writer
 from .errors import RemoteCommandError, ToolstackError, UsageError
 from .remote import Host, shell_command
 from .toolstack import Toolstack, Vm, VmSpec
@@ -20,27 +21,12 @@ ACK_WAIT = 60.0
 SLOW = 180.0
 
 
-_NAMED_ESCAPES = {"\a": "a", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", "\v": "v"}
-
-
 def xl_string(value: str) -> str:
-    """A double-quoted xl config string.
-
-    libxlu (Xen 4.17) understands only the named escapes; its numeric ones are broken (\\xHH is
-    always rejected, octal drops the character), so other control characters cannot be expressed.
-    Bytes >= 0x80 (UTF-8) go in raw.
-    """
-    out = []
-    for char in value:
-        if char in "\"'\\":
-            out.append("\\" + char)
-        elif char in _NAMED_ESCAPES:
-            out.append("\\" + _NAMED_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            raise UsageError(f"xl config strings cannot hold control character {char!r}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
+    """A double-quoted xl config string; a value xl cannot be given is the user's error."""
+    try:
+        return xl_writer.xl_string(value)
+    except xl_writer.XlStringError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def config_slug(name: str) -> str:
@@ -50,14 +36,12 @@ def config_slug(name: str) -> str:
 
 
 def xl_config_text(settings: Mapping[str, str | int]) -> str:
-    """The house's one xl config writer: `key = value` lines, strings quoted by xl_string."""
-    for key in settings:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
-            raise ValueError(f"not an xl config key: {key!r}")
-    return "".join(
-        f"{key} = {value if isinstance(value, int) else xl_string(value)}\n"
-        for key, value in settings.items()
-    )
+    """The house's one xl config writer (xl_writer.py), a value xl cannot be given reported as
+    the user's error."""
+    try:
+        return xl_writer.xl_config_text(settings)
+    except xl_writer.XlStringError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def xl_config(spec: VmSpec) -> str:

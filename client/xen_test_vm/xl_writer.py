@@ -1,0 +1,48 @@
+"""The house's one xl config writer.
+
+Standard library only, and nothing else from this package: the lab copies this file alone into
+its dom0, where the XAPI emulator (lab/xapi_emulator) writes its domains' configs with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_NAMED_ESCAPES = {"\a": "a", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", "\v": "v"}
+
+
+class XlStringError(ValueError):
+    """A value that xl's config parser cannot be given (each caller reports it its own way)."""
+
+
+def xl_string(value: str) -> str:
+    """A double-quoted xl config string.
+
+    libxlu (Xen 4.17) understands only the named escapes; its numeric ones are broken (\\xHH is
+    always rejected, octal drops the character), so other control characters cannot be expressed.
+    Bytes >= 0x80 (UTF-8) go in raw.
+    """
+    out = []
+    for char in value:
+        if char in "\"'\\":
+            out.append("\\" + char)
+        elif char in _NAMED_ESCAPES:
+            out.append("\\" + _NAMED_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            raise XlStringError(f"xl config strings cannot hold control character {char!r}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def xl_config_text(settings: Mapping[str, str | int]) -> str:
+    """`key = value` lines, strings quoted by xl_string, integers bare."""
+    for key in settings:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+            # A programming error, not bad input: a plain ValueError, which no caller maps.
+            raise ValueError(f"not an xl config key: {key!r}")
+    return "".join(
+        f"{key} = {value if isinstance(value, int) else xl_string(value)}\n"
+        for key, value in settings.items()
+    )
