@@ -11,30 +11,16 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+# The client's writer: the lab copies that one file into dom0 beside this package.
+from xen_test_vm.xl_writer import XlStringError, xl_config_text
+
 XL = "xl"
 STATE_DIR = "/var/lib/xapi-emulator"
 SLOW = 600.0
 
-_ESCAPES = {"\n": "n", "\t": "t", "\r": "r"}
-
 
 class DomainError(Exception):
     """xl failed; the message quotes libxl's error lines."""
-
-
-def xl_string(value: str) -> str:
-    """A double-quoted xl config string (libxlu understands the named escapes only)."""
-    out = []
-    for char in value:
-        if char in "\"'\\":
-            out.append("\\" + char)
-        elif char in _ESCAPES:
-            out.append("\\" + _ESCAPES[char])
-        elif ord(char) < 0x20:
-            raise DomainError(f"cannot pass control character {char!r} to xl")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
 
 
 @dataclass(frozen=True)
@@ -58,23 +44,26 @@ class DomainConfig:
         return f"xapi-{self.uuid}"
 
     def render(self) -> str:
-        lines = {
-            "name": xl_string(self.xl_name),
-            "uuid": xl_string(self.uuid),
-            "type": xl_string(self.domain_type),
-            "kernel": xl_string(self.kernel),
-            "cmdline": xl_string(self.cmdline),
-            "memory": str(self.memory_mib),
-            "maxmem": str(self.maxmem_mib),
-            "vcpus": str(self.vcpus),
-            "maxvcpus": str(self.max_vcpus),
-            "on_poweroff": '"preserve"',
-            "on_reboot": '"preserve"',
-            "on_crash": '"preserve"',
+        settings: dict[str, str | int] = {
+            "name": self.xl_name,
+            "uuid": self.uuid,
+            "type": self.domain_type,
+            "kernel": self.kernel,
+            "cmdline": self.cmdline,
+            "memory": self.memory_mib,
+            "maxmem": self.maxmem_mib,
+            "vcpus": self.vcpus,
+            "maxvcpus": self.max_vcpus,
+            "on_poweroff": "preserve",
+            "on_reboot": "preserve",
+            "on_crash": "preserve",
         }
         if self.ramdisk:
-            lines["ramdisk"] = xl_string(self.ramdisk)
-        return "".join(f"{key} = {value}\n" for key, value in lines.items())
+            settings["ramdisk"] = self.ramdisk
+        try:
+            return xl_config_text(settings)
+        except XlStringError as exc:
+            raise DomainError(str(exc)) from None
 
 
 def _xl(*args: str, timeout: float = SLOW) -> str:

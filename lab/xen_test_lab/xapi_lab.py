@@ -17,6 +17,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from xen_test_vm import xl_writer
+
 from . import packages
 from .errors import LabError
 from .lab import LabHost
@@ -110,6 +112,10 @@ def _emulator_tar() -> bytes:
     with tarfile.open(fileobj=data, mode="w:gz") as tar:
         for path in sorted(EMULATOR_SOURCE.glob("*.py")):
             tar.add(path, arcname=f"{EMULATOR_DIR.lstrip('/')}/xapi_emulator/{path.name}")
+        # The emulator writes its xl configs with the client's writer, imported as in the
+        # checkout; the client's __init__ stays out (dom0 has no VERSION file for it to read):
+        # xen_test_vm is a namespace package there, holding this one module.
+        tar.add(xl_writer.__file__, arcname=f"{EMULATOR_DIR.lstrip('/')}/xen_test_vm/xl_writer.py")
     return data.getvalue()
 
 
