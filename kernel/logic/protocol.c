@@ -1,10 +1,97 @@
 /*
- * The guest protocol's decisions (PROTOCOL.md sections 2, 3, 5): see protocol.h for the contract
- * with the Xen side and the interpretations recorded there.
+ * The guest protocol's decisions, grouped in PROTOCOL.md's section order so that each rule is
+ * found where the document states it: see protocol.h for the contract with the Xen side and the
+ * interpretations recorded there.
  */
 #include "protocol.h"
 
 #include "kstring.h"
+
+/* --- used by every section below ------------------------------------------------------------ */
+
+/* One event's output under construction. */
+struct event {
+    struct proto *p;
+    struct proto_effects *out;
+    struct kbuf console;
+};
+
+/* Defined in their sections below; the sections before them need them already. */
+static const char *state_name(const struct proto *p);
+static void status_state(struct event *ev);
+static void status_armed(struct event *ev);
+static void status_last_error(struct event *ev);
+static void fire_armed(struct event *ev);
+
+static bool same_value(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    return a_len == b_len && kmemcmp(a, b, a_len) == 0;
+}
+
+/* Remember at most PROTO_VALUE_MAX bytes; xenstore never delivers more. */
+static size_t remember(char *dst, const char *value, size_t len)
+{
+    if (len > PROTO_VALUE_MAX)
+        len = PROTO_VALUE_MAX;
+    kmemcpy(dst, value, len);
+    return len;
+}
+
+static void begin(struct event *ev, struct proto *p, struct proto_effects *out)
+{
+    ev->p = p;
+    ev->out = out;
+    out->shutdown_reply = PROTO_REPLY_UNTOUCHED;
+    out->shutdown_value = NULL;
+    out->shutdown_value_len = 0;
+    out->ack_testing = false;
+    out->update_state = false;
+    out->state = state_name(p);
+    out->update_armed = false;
+    out->armed = p->armed_json;
+    out->armed_len = 0;
+    out->update_last_error = false;
+    out->last_error = p->last_error;
+    out->last_error_len = 0;
+    out->action = PROTO_ACTION_NONE;
+    kbuf_init(&ev->console, out->console, sizeof(out->console));
+}
+
+static void end(struct event *ev)
+{
+    ev->out->console_len = ev->console.len;
+}
+
+static void log_line(struct event *ev, const char *prefix, const char *value, size_t len)
+{
+    kbuf_puts(&ev->console, prefix);
+    kbuf_put_printable(&ev->console, value, len, PROTO_LOG_VALUE_MAX);
+    kbuf_putc(&ev->console, '\n');
+}
+
+/* --- 1. Boot -------------------------------------------------------------------------------- */
+
+void proto_init(struct proto *p)
+{
+    p->armed = false;
+    p->armed_ack = PROTO_ACK_OK;
+    p->armed_word = PROTO_WORD_IGNORE;
+    p->armed_ack_string_len = 0;
+    p->armed_json_len = 0;
+    p->armed_json[0] = '\0';
+    p->suspending = false;
+    p->shutdown_left = PROTO_LEFT_NOTHING;
+    p->shutdown_own_write = false;
+    p->shutdown_after_resume = false;
+    p->shutdown_seen_len = 0;
+    p->shutdown_reply_len = 0;
+    p->testing_left = PROTO_LEFT_NOTHING;
+    p->testing_seen_len = 0;
+    p->last_error_len = 0;
+    p->last_error[0] = '\0';
+}
+
+/* --- 2. control/shutdown: requests from the toolstack --------------------------------------- */
 
 /* Shutdown words a toolstack may write, in enum proto_word order (ignore is not one of them). */
 static const char *const word_names[] = {
@@ -14,21 +101,16 @@ static const char *const word_names[] = {
 };
 #define WORD_COUNT (sizeof(word_names) / sizeof(word_names[0]))
 
-/* A decoded, valid control/testing message. */
-struct message {
-    bool now;
-    enum proto_word word;
-    enum proto_ack ack;
-    const char *ack_string;
-    size_t ack_string_len;
-};
-
-/* One event's output under construction. */
-struct event {
-    struct proto *p;
-    struct proto_effects *out;
-    struct kbuf console;
-};
+static bool find_word(const char *s, size_t len, enum proto_word *word)
+{
+    for (unsigned i = 0; i < WORD_COUNT; i++) {
+        if (kstreq(s, len, word_names[i])) {
+            *word = (enum proto_word)i;
+            return true;
+        }
+    }
+    return false;
+}
 
 static enum proto_action word_action(enum proto_word word)
 {
@@ -83,90 +165,6 @@ const char *proto_action_name(enum proto_action action)
     return "none";
 }
 
-static bool find_word(const char *s, size_t len, enum proto_word *word)
-{
-    for (unsigned i = 0; i < WORD_COUNT; i++) {
-        if (kstreq(s, len, word_names[i])) {
-            *word = (enum proto_word)i;
-            return true;
-        }
-    }
-    return false;
-}
-
-static const char *state_name(const struct proto *p)
-{
-    if (p->suspending)
-        return "suspending";
-    return p->armed ? "armed" : "ready";
-}
-
-static bool same_value(const char *a, size_t a_len, const char *b, size_t b_len)
-{
-    return a_len == b_len && kmemcmp(a, b, a_len) == 0;
-}
-
-/* Remember at most PROTO_VALUE_MAX bytes; xenstore never delivers more. */
-static size_t remember(char *dst, const char *value, size_t len)
-{
-    if (len > PROTO_VALUE_MAX)
-        len = PROTO_VALUE_MAX;
-    kmemcpy(dst, value, len);
-    return len;
-}
-
-static void begin(struct event *ev, struct proto *p, struct proto_effects *out)
-{
-    ev->p = p;
-    ev->out = out;
-    out->shutdown_reply = PROTO_REPLY_UNTOUCHED;
-    out->shutdown_value = NULL;
-    out->shutdown_value_len = 0;
-    out->ack_testing = false;
-    out->update_state = false;
-    out->state = state_name(p);
-    out->update_armed = false;
-    out->armed = p->armed_json;
-    out->armed_len = 0;
-    out->update_last_error = false;
-    out->last_error = p->last_error;
-    out->last_error_len = 0;
-    out->action = PROTO_ACTION_NONE;
-    kbuf_init(&ev->console, out->console, sizeof(out->console));
-}
-
-static void end(struct event *ev)
-{
-    ev->out->console_len = ev->console.len;
-}
-
-static void log_line(struct event *ev, const char *prefix, const char *value, size_t len)
-{
-    kbuf_puts(&ev->console, prefix);
-    kbuf_put_printable(&ev->console, value, len, PROTO_LOG_VALUE_MAX);
-    kbuf_putc(&ev->console, '\n');
-}
-
-static void status_state(struct event *ev)
-{
-    ev->out->update_state = true;
-    ev->out->state = state_name(ev->p);
-}
-
-static void status_armed(struct event *ev)
-{
-    ev->out->update_armed = true;
-    ev->out->armed = ev->p->armed_json;
-    ev->out->armed_len = ev->p->armed ? ev->p->armed_json_len : 0;
-}
-
-static void status_last_error(struct event *ev)
-{
-    ev->out->update_last_error = true;
-    ev->out->last_error = ev->p->last_error;
-    ev->out->last_error_len = ev->p->last_error_len;
-}
-
 static void perform(struct event *ev, enum proto_action action)
 {
     kbuf_puts(&ev->console, action_line(action));
@@ -178,52 +176,67 @@ static void perform(struct event *ev, enum proto_action action)
     }
 }
 
-static void disarm(struct event *ev)
+/* Is this event the echo of something we did rather than a request (protocol.h)? */
+static bool echo_of_ours(struct proto *p, const char *value, size_t len)
 {
-    struct proto *p = ev->p;
+    bool own_write = p->shutdown_own_write, after_resume = p->shutdown_after_resume;
 
-    if (!p->armed)
-        return;
-    log_line(ev, "disarmed: ", p->armed_json, p->armed_json_len);
-    p->armed = false;
-    p->armed_json_len = 0;
-    status_armed(ev);
-    status_state(ev);
-}
-
-void proto_init(struct proto *p)
-{
-    p->armed = false;
-    p->armed_ack = PROTO_ACK_OK;
-    p->armed_word = PROTO_WORD_IGNORE;
-    p->armed_ack_string_len = 0;
-    p->armed_json_len = 0;
-    p->armed_json[0] = '\0';
-    p->suspending = false;
-    p->shutdown_left = PROTO_LEFT_NOTHING;
     p->shutdown_own_write = false;
     p->shutdown_after_resume = false;
-    p->shutdown_seen_len = 0;
-    p->shutdown_reply_len = 0;
-    p->testing_left = PROTO_LEFT_NOTHING;
-    p->testing_seen_len = 0;
-    p->last_error_len = 0;
-    p->last_error[0] = '\0';
+    bool reply_there = p->shutdown_left == PROTO_LEFT_REPLY &&
+                       same_value(value, len, p->shutdown_reply, p->shutdown_reply_len);
+    if (own_write && reply_there)
+        return true;
+    if (!after_resume)
+        return false;
+    return reply_there || (p->shutdown_left == PROTO_LEFT_SEEN &&
+                           same_value(value, len, p->shutdown_seen, p->shutdown_seen_len));
 }
 
-void proto_status(const struct proto *p, struct proto_effects *out)
+void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool present,
+                       struct proto_effects *out)
 {
     struct event ev;
+    enum proto_word word;
 
-    /* begin() only reads p; the cast keeps one event type for both directions. */
-    begin(&ev, (struct proto *)p, out);
-    status_state(&ev);
-    status_armed(&ev);
-    status_last_error(&ev);
+    begin(&ev, p, out);
+    if (!present || len == 0) {
+        /* Not a request (our own acknowledgement, or the key went away): the key changed. */
+        p->shutdown_left = PROTO_LEFT_NOTHING;
+        p->shutdown_own_write = false;
+        p->shutdown_after_resume = false;
+        goto done;
+    }
+    if (echo_of_ours(p, value, len))
+        goto done;
+    p->shutdown_left = PROTO_LEFT_NOTHING;
+    p->shutdown_seen_len = remember(p->shutdown_seen, value, len);
+
+    if (p->armed) {
+        log_line(&ev, "shutdown request: ", value, len);
+        fire_armed(&ev);
+    } else if (find_word(value, len, &word) && word != PROTO_WORD_IGNORE) {
+        log_line(&ev, "shutdown request: ", value, len);
+        out->shutdown_reply = PROTO_REPLY_CLEAR;
+        perform(&ev, word_action(word));
+    } else {
+        log_line(&ev, "unknown shutdown request: ", value, len);
+        out->shutdown_reply = PROTO_REPLY_CLEAR;
+    }
+done:
     end(&ev);
 }
 
-/* --- control/testing ------------------------------------------------------------------------ */
+/* --- 3. control/testing: instructions from the tester --------------------------------------- */
+
+/* A decoded, valid control/testing message. */
+struct message {
+    bool now;
+    enum proto_word word;
+    enum proto_ack ack;
+    const char *ack_string;
+    size_t ack_string_len;
+};
 
 /* Why a message is invalid, into p->last_error. Values quoted from the message are cut short. */
 static bool reject(struct proto *p, const char *what, const char *name, const char *value,
@@ -360,6 +373,58 @@ static void arm(struct event *ev, const struct message *msg)
     status_state(ev);
 }
 
+static void disarm(struct event *ev)
+{
+    struct proto *p = ev->p;
+
+    if (!p->armed)
+        return;
+    log_line(ev, "disarmed: ", p->armed_json, p->armed_json_len);
+    p->armed = false;
+    p->armed_json_len = 0;
+    status_armed(ev);
+    status_state(ev);
+}
+
+static void fire_armed(struct event *ev)
+{
+    struct proto *p = ev->p;
+    struct proto_effects *out = ev->out;
+
+    log_line(ev, "armed instruction fires: ", p->armed_json, p->armed_json_len);
+    switch (p->armed_ack) {
+    case PROTO_ACK_OK:
+        out->shutdown_reply = PROTO_REPLY_CLEAR;
+        break;
+    case PROTO_ACK_NONE:
+        out->shutdown_reply = PROTO_REPLY_UNTOUCHED;
+        p->shutdown_left = PROTO_LEFT_SEEN;
+        break;
+    case PROTO_ACK_DELETE:
+        out->shutdown_reply = PROTO_REPLY_DELETE;
+        break;
+    case PROTO_ACK_STRING:
+        if (p->armed_ack_string_len == 0) {
+            out->shutdown_reply = PROTO_REPLY_CLEAR;
+            break;
+        }
+        kmemcpy(p->shutdown_reply, p->armed_ack_string, p->armed_ack_string_len);
+        p->shutdown_reply_len = p->armed_ack_string_len;
+        out->shutdown_reply = PROTO_REPLY_WRITE;
+        out->shutdown_value = p->shutdown_reply;
+        out->shutdown_value_len = p->shutdown_reply_len;
+        p->shutdown_left = PROTO_LEFT_REPLY;
+        p->shutdown_own_write = true;
+        break;
+    }
+    /* One-shot: the instruction is gone before its action runs. */
+    p->armed = false;
+    p->armed_json_len = 0;
+    status_armed(ev);
+    status_state(ev);
+    perform(ev, word_action(p->armed_word));
+}
+
 void proto_on_testing(struct proto *p, const char *value, size_t len, bool present,
                       struct proto_effects *out)
 {
@@ -401,108 +466,7 @@ done:
     end(&ev);
 }
 
-/* --- control/shutdown ----------------------------------------------------------------------- */
-
-static void fire_armed(struct event *ev)
-{
-    struct proto *p = ev->p;
-    struct proto_effects *out = ev->out;
-
-    log_line(ev, "armed instruction fires: ", p->armed_json, p->armed_json_len);
-    switch (p->armed_ack) {
-    case PROTO_ACK_OK:
-        out->shutdown_reply = PROTO_REPLY_CLEAR;
-        break;
-    case PROTO_ACK_NONE:
-        out->shutdown_reply = PROTO_REPLY_UNTOUCHED;
-        p->shutdown_left = PROTO_LEFT_SEEN;
-        break;
-    case PROTO_ACK_DELETE:
-        out->shutdown_reply = PROTO_REPLY_DELETE;
-        break;
-    case PROTO_ACK_STRING:
-        if (p->armed_ack_string_len == 0) {
-            out->shutdown_reply = PROTO_REPLY_CLEAR;
-            break;
-        }
-        kmemcpy(p->shutdown_reply, p->armed_ack_string, p->armed_ack_string_len);
-        p->shutdown_reply_len = p->armed_ack_string_len;
-        out->shutdown_reply = PROTO_REPLY_WRITE;
-        out->shutdown_value = p->shutdown_reply;
-        out->shutdown_value_len = p->shutdown_reply_len;
-        p->shutdown_left = PROTO_LEFT_REPLY;
-        p->shutdown_own_write = true;
-        break;
-    }
-    /* One-shot: the instruction is gone before its action runs. */
-    p->armed = false;
-    p->armed_json_len = 0;
-    status_armed(ev);
-    status_state(ev);
-    perform(ev, word_action(p->armed_word));
-}
-
-/* Is this event the echo of something we did rather than a request (protocol.h)? */
-static bool echo_of_ours(struct proto *p, const char *value, size_t len)
-{
-    bool own_write = p->shutdown_own_write, after_resume = p->shutdown_after_resume;
-
-    p->shutdown_own_write = false;
-    p->shutdown_after_resume = false;
-    bool reply_there = p->shutdown_left == PROTO_LEFT_REPLY &&
-                       same_value(value, len, p->shutdown_reply, p->shutdown_reply_len);
-    if (own_write && reply_there)
-        return true;
-    if (!after_resume)
-        return false;
-    return reply_there || (p->shutdown_left == PROTO_LEFT_SEEN &&
-                           same_value(value, len, p->shutdown_seen, p->shutdown_seen_len));
-}
-
-void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool present,
-                       struct proto_effects *out)
-{
-    struct event ev;
-    enum proto_word word;
-
-    begin(&ev, p, out);
-    if (!present || len == 0) {
-        /* Not a request (our own acknowledgement, or the key went away): the key changed. */
-        p->shutdown_left = PROTO_LEFT_NOTHING;
-        p->shutdown_own_write = false;
-        p->shutdown_after_resume = false;
-        goto done;
-    }
-    if (echo_of_ours(p, value, len))
-        goto done;
-    p->shutdown_left = PROTO_LEFT_NOTHING;
-    p->shutdown_seen_len = remember(p->shutdown_seen, value, len);
-
-    if (p->armed) {
-        log_line(&ev, "shutdown request: ", value, len);
-        fire_armed(&ev);
-    } else if (find_word(value, len, &word) && word != PROTO_WORD_IGNORE) {
-        log_line(&ev, "shutdown request: ", value, len);
-        out->shutdown_reply = PROTO_REPLY_CLEAR;
-        perform(&ev, word_action(word));
-    } else {
-        log_line(&ev, "unknown shutdown request: ", value, len);
-        out->shutdown_reply = PROTO_REPLY_CLEAR;
-    }
-done:
-    end(&ev);
-}
-
-void proto_write_refused(struct proto *p, enum proto_key key)
-{
-    /* The value we read is still in the key; our own write will cause no event. */
-    if (key == PROTO_KEY_TESTING) {
-        p->testing_left = PROTO_LEFT_SEEN;
-    } else {
-        p->shutdown_left = PROTO_LEFT_SEEN;
-        p->shutdown_own_write = false;
-    }
-}
+/* --- 4. Suspend, resume, checkpoint, migration ---------------------------------------------- */
 
 void proto_on_resume(struct proto *p, bool new_domain, struct proto_effects *out)
 {
@@ -513,4 +477,58 @@ void proto_on_resume(struct proto *p, bool new_domain, struct proto_effects *out
         p->testing_left = PROTO_LEFT_NOTHING;
     }
     proto_status(p, out);
+}
+
+/* --- 5. Status in xenstore ------------------------------------------------------------------ */
+
+static const char *state_name(const struct proto *p)
+{
+    if (p->suspending)
+        return "suspending";
+    return p->armed ? "armed" : "ready";
+}
+
+static void status_state(struct event *ev)
+{
+    ev->out->update_state = true;
+    ev->out->state = state_name(ev->p);
+}
+
+static void status_armed(struct event *ev)
+{
+    ev->out->update_armed = true;
+    ev->out->armed = ev->p->armed_json;
+    ev->out->armed_len = ev->p->armed ? ev->p->armed_json_len : 0;
+}
+
+static void status_last_error(struct event *ev)
+{
+    ev->out->update_last_error = true;
+    ev->out->last_error = ev->p->last_error;
+    ev->out->last_error_len = ev->p->last_error_len;
+}
+
+void proto_status(const struct proto *p, struct proto_effects *out)
+{
+    struct event ev;
+
+    /* begin() only reads p; the cast keeps one event type for both directions. */
+    begin(&ev, (struct proto *)p, out);
+    status_state(&ev);
+    status_armed(&ev);
+    status_last_error(&ev);
+    end(&ev);
+}
+
+/* --- 6. Who may write what ------------------------------------------------------------------ */
+
+void proto_write_refused(struct proto *p, enum proto_key key)
+{
+    /* The value we read is still in the key; our own write will cause no event. */
+    if (key == PROTO_KEY_TESTING) {
+        p->testing_left = PROTO_LEFT_SEEN;
+    } else {
+        p->shutdown_left = PROTO_LEFT_SEEN;
+        p->shutdown_own_write = false;
+    }
 }

@@ -167,12 +167,14 @@ struct proto {
     struct json_doc doc; /* the JSON reader's fixed budget */
 };
 
+/* --- 1. Boot -------------------------------------------------------------------------------- */
+
 /* Boot: nothing armed, no error, state ready. */
 void proto_init(struct proto *p);
 
-/* Fill `out` with every status key (state, armed, last-error) and nothing else: for publishing at
- * boot and after a resume. */
-void proto_status(const struct proto *p, struct proto_effects *out);
+/* --- 2. control/shutdown: requests from the toolstack --------------------------------------- */
+
+const char *proto_action_name(enum proto_action action);
 
 /*
  * control/shutdown changed (or its watch fired). present=false: the key is missing. value need
@@ -181,13 +183,13 @@ void proto_status(const struct proto *p, struct proto_effects *out);
 void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool present,
                        struct proto_effects *out);
 
-/* control/testing changed (or its watch fired). Same conventions. */
+/* --- 3. control/testing: instructions from the tester --------------------------------------- */
+
+/* control/testing changed (or its watch fired). Same conventions as proto_on_shutdown. */
 void proto_on_testing(struct proto *p, const char *value, size_t len, bool present,
                       struct proto_effects *out);
 
-/* The acknowledgement write to `key` from the last effects failed: what we read stays there
- * (for control/shutdown also when the answer was an ack string). */
-void proto_write_refused(struct proto *p, enum proto_key key);
+/* --- 4. Suspend, resume, checkpoint, migration ---------------------------------------------- */
 
 /*
  * Back from SCHEDOP_shutdown(suspend). Call it after every SUSPEND action before any other event,
@@ -199,6 +201,16 @@ void proto_write_refused(struct proto *p, enum proto_key key);
  */
 void proto_on_resume(struct proto *p, bool new_domain, struct proto_effects *out);
 
-const char *proto_action_name(enum proto_action action);
+/* --- 5. Status in xenstore ------------------------------------------------------------------ */
+
+/* Fill `out` with every status key (state, armed, last-error) and nothing else: for publishing at
+ * boot and after a resume. */
+void proto_status(const struct proto *p, struct proto_effects *out);
+
+/* --- 6. Who may write what ------------------------------------------------------------------ */
+
+/* The acknowledgement write to `key` from the last effects failed: what we read stays there
+ * (for control/shutdown also when the answer was an ack string). */
+void proto_write_refused(struct proto *p, enum proto_key key);
 
 #endif
