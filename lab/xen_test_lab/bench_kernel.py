@@ -14,8 +14,8 @@ Measured for each guest, in dom0 so SSH latency stays out of the numbers:
 - `xl save` + `xl restore` (ours: until ready again; Linux writes no key on resume, so until
   `xl restore` returns);
 - live migration to the same host (`xl migrate` through a pipe; ours until ready again, Linux
-  until `xl migrate` returns; needs log-dirty mode: PV only with shadow paging, which the lab's
-  default hypervisor has, PVH also with hap);
+  until `xl migrate` returns; needs log-dirty mode: PV only with shadow paging, which the
+  bench's hypervisor (built from Debian's source) has, PVH also with hap);
 - ours only: the smallest `memory=` (MiB) it boots in;
 - the floor: dom0's own xenstore round trip (xtv-xs writes a scratch key and waits for its own
   watch event), median and p95, in the same run; every guest's ack latency is at least one of
@@ -27,6 +27,9 @@ Measured for each guest, in dom0 so SSH latency stays out of the numbers:
   200 ms (`pairs`: how many were, median and worst);
 - `ack_targets`: ack median <= 1/2 of Linux's (same run), p95 <= 2x our median, and the median
   as a multiple of the floor.
+
+On a second lab running oxenstored (as XenServer and XCP-ng do): the floor and the ack
+latencies of ours (each mode) and of Linux again, with their targets (`oxenstored`).
 
 Ours is measured in each boot mode of the one image: PV in `kernel` itself (as before, the
 ack targets use it), PVH in `kernel.pvh` (the same keys).
@@ -393,13 +396,51 @@ def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
         report["ack_targets"] = _targets(report)
 
 
-def _measure_linux(host: LabHost, tool: str, report: Report) -> None:
+def measure_acks(host: LabHost, kernel_image: Path) -> Report:
+    """The floor and the control/shutdown ack latencies of ours (each mode) and of Linux, with
+    the ack targets, on this lab alone: `invoke bench` runs it on the oxenstored lab."""
+    host.run(f"mkdir -p {REMOTE_DIR}")
+    tool = install_tool(host)
+    kernel = f"{REMOTE_DIR}/test-vm.xen.gz"
+    host.copy_in(kernel_image, kernel)
+    report: Report = {"xenstored": host.xenstored, "kernel": {}}
+    try:
+        report["floor"] = _floor(host)
+        for mode in KERNEL_MODES:
+            name = f"bench-ack-{mode}"
+            config = _kernel_config(name, kernel, 16, mode)
+            guest = _Guest(host, tool, name, config, ("data/test-vm/state", "ready"), True)
+            try:
+                host.run(f"xl create -q {guest.config_path}", timeout=300)
+                host.run(guest.wait_ready(), timeout=300)
+                acks = guest.acktimes("control/shutdown", "bench-unknown-request", ACK_ROUNDS)
+                ours = report["kernel"]
+                (ours if mode == "pv" else ours.setdefault(mode, {}))["ack"] = latency_summary(acks)
+            finally:
+                guest.destroy()
+        linux = _baseline_guest(host, tool)
+        if linux is not None:
+            try:
+                host.run(f"xl create -q {linux.config_path}", timeout=300)
+                host.run(linux.wait_ready(), timeout=300)
+                report["linux_baseline"] = {
+                    "ack": latency_summary(linux.acktimes("control/sysrq", "h", ACK_ROUNDS))
+                }
+            finally:
+                linux.destroy()
+    except LabError as exc:
+        report["error"] = str(exc)
+    report["ack_targets"] = _targets(report)
+    return report
+
+
+def _baseline_guest(host: LabHost, tool: str) -> _Guest | None:
+    """The Linux baseline guest, once its files are in dom0; None if the lab has none."""
     config_of = getattr(host, "baseline_guest_config", None)
     if config_of is None:
-        report["linux_baseline"] = {"skipped": "the lab provides no baseline_guest_config()"}
-        return
+        return None
     host.install_baseline()
-    baseline = _Guest(
+    return _Guest(
         host,
         tool,
         "bench-baseline",
@@ -407,6 +448,13 @@ def _measure_linux(host: LabHost, tool: str, report: Report) -> None:
         ("control/feature-poweroff", "1"),
         False,
     )
+
+
+def _measure_linux(host: LabHost, tool: str, report: Report) -> None:
+    baseline = _baseline_guest(host, tool)
+    if baseline is None:
+        report["linux_baseline"] = {"skipped": "the lab provides no baseline_guest_config()"}
+        return
     sizes = host.run(
         "wc -c < /var/lib/xen-lab/baseline/vmlinuz; wc -c < /var/lib/xen-lab/baseline/initrd"
     ).stdout.split()
