@@ -5,12 +5,15 @@ No lab needed: these build the config text only.
 
 from __future__ import annotations
 
+import pytest
 from xen_test_lab import bench_kernel
 from xen_test_lab.lab import LabHost
+from xen_test_vm.errors import UsageError
 from xen_test_vm.toolstack import VmSpec
 from xen_test_vm.xl import xl_config
 
 from tests.kernel import guests, testing_lab
+from tests.lab import xl_guests
 
 
 def test_kernel_test_guests_keep_their_crash_and_one_vcpu() -> None:
@@ -46,3 +49,18 @@ def test_the_linux_baseline_config_is_quoted_by_the_same_writer() -> None:
     text = LabHost.baseline_guest_config(object.__new__(LabHost), "base")  # no lab: text only
     assert text.startswith('name = "base"\ntype = "pv"\n')
     assert 'extra = "console=hvc0 quiet"\n' in text and 'on_crash = "preserve"\n' in text
+
+
+def test_migration_and_two_host_guests_keep_their_settings_and_are_quoted() -> None:
+    """tests/lab/xl_guests.py's PV guests (test_migration, test_two_hosts): the same six settings
+    as its former hand-written text, now with the client's quoting."""
+    assert xl_guests.pv_config("mig-1", "/root/m/test-vm.xen.gz") == (
+        'name = "mig-1"\ntype = "pv"\nkernel = "/root/m/test-vm.xen.gz"\nmemory = 16\n'
+        'extra = "heartbeat=0"\non_crash = "preserve"\n'
+    )
+    # The hand-written text put these in raw, which ended the xl string early.
+    text = xl_guests.pv_config('a "b"', "/r/k\\1.gz")
+    assert 'name = "a \\"b\\""\n' in text
+    assert 'kernel = "/r/k\\\\1.gz"\n' in text
+    with pytest.raises(UsageError, match="control character"):
+        xl_guests.pv_config("soh\x01", "/r/k.gz")

@@ -12,15 +12,22 @@ from collections.abc import Iterator
 
 from xen_test_lab.dom0_xs import Dom0Script, wait_failure
 from xen_test_lab.lab import LabHost
+from xen_test_vm.xl import xl_config_text
 
 WAIT_MS = 120_000
 
 
 def pv_config(name: str, kernel: str) -> str:
     """A 16 MiB PV test guest with the heartbeat off: its console is only what a test causes."""
-    return (
-        f'name = "{name}"\ntype = "pv"\nkernel = "{kernel}"\nmemory = 16\n'
-        'extra = "heartbeat=0"\non_crash = "preserve"\n'
+    return xl_config_text(
+        {
+            "name": name,
+            "type": "pv",
+            "kernel": kernel,
+            "memory": 16,
+            "extra": "heartbeat=0",
+            "on_crash": "preserve",
+        }
     )
 
 
