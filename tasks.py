@@ -85,12 +85,12 @@ XENSTORED_CHOICES = ("both", "cxenstored", "oxenstored")
 )
 def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "both") -> None:
     """Run the whole test suite: lint, type check, unit, kernel and lab tests."""
+    from xen_test_vm.errors import ExitCode, report_error
+
     if xenstored not in XENSTORED_CHOICES:
-        print(
-            f"test: --xenstored must be one of {', '.join(XENSTORED_CHOICES)}, not {xenstored!r}",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
+        choices = ", ".join(XENSTORED_CHOICES)
+        report_error("test", f"--xenstored must be one of {choices}, not {xenstored!r}")
+        raise SystemExit(ExitCode.USAGE)
     lint(c)
     # The slowest tests in every log: CI has 90 minutes, and the lab is where they go.
     args = ["-q", "--durations=25"]
@@ -121,7 +121,7 @@ def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "both")
             # 5: -k selected no kernel lab test, which is no failure.
             failed = failed or again.return_code not in (0, 5)
     if failed:
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILED)
 
 
 @task(
@@ -249,10 +249,11 @@ def smoke_task(
     import time
 
     from xen_test_vm import cli
+    from xen_test_vm.errors import ExitCode, report_error
 
     if hosts not in (1, 2):
-        print(f"smoke: --hosts must be 1 or 2, not {hosts}", file=sys.stderr)
-        return 2
+        report_error("smoke", f"--hosts must be 1 or 2, not {hosts}")
+        return ExitCode.USAGE
     started = time.monotonic()
     if build_kernel is not None:
         build_kernel()
@@ -263,7 +264,6 @@ def smoke_task(
     from xen_test_lab.errors import LabError
     from xen_test_lab.lab import running_lab
     from xen_test_lab.pair import running_pair
-    from xen_test_vm.errors import report_error
 
     try:
         with contextlib.ExitStack() as stack:
@@ -279,7 +279,7 @@ def smoke_task(
             code = cli.main([*args, "--host", lab.ssh_alias, "--ssh-config", str(lab.ssh_config)])
     except LabError as exc:  # the lab could not boot (a failed hypervisor build, say)
         report_error("smoke", str(exc))
-        return 1
+        return ExitCode.FAILED
     total = time.monotonic() - started
     print(f"smoke: {total:.1f} s including kernel build and lab boot", file=sys.stderr)
     return code

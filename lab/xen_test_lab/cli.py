@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from xen_test_vm.errors import report_error
+from xen_test_vm.errors import ExitCode, report_error
 
 from . import qemu
 from .errors import LabError
@@ -106,8 +106,8 @@ def _instructions(host: LabHost) -> str:
 def _stop() -> int:
     state = _read_state()
     if state is None:
-        print("no detached lab is running", file=sys.stderr)
-        return 1
+        report_error("lab", "no detached lab is running")
+        return ExitCode.FAILED
     peers = state.get("peer_pids")
     pids = (
         [int(str(state["pid"])), *(int(str(p)) for p in peers)]
@@ -222,8 +222,8 @@ def _until_qemu_exits(hosts: list[LabHost]) -> int:
             time.sleep(1)
     except KeyboardInterrupt:
         return 0
-    print("QEMU exited", file=sys.stderr)
-    return 1
+    report_error("lab", "QEMU exited")
+    return ExitCode.FAILED
 
 
 def _foreground(
@@ -263,10 +263,10 @@ def lab_command(
         return _foreground(port, accel, memory_mib, hypervisor, xenstored)
     except LabError as exc:
         report_error("lab", str(exc))
-        return 1
+        return ExitCode.FAILED
     except KeyboardInterrupt:
-        print("lab: interrupted", file=sys.stderr)
-        return 130
+        report_error("lab", "interrupted")
+        return ExitCode.INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from invoke.collection import Collection
+from xen_test_vm.errors import ExitCode
 
 import tasks
 from tests.client.conftest import ROOT
@@ -42,3 +43,22 @@ def test_a_missing_version_is_one_usage_line() -> None:
         proc = subprocess.run([INVOKE, name], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 2
         assert proc.stderr == f"{name}: error: --version is required, e.g. --version 0.1.5\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        # --no-lab and a -k that matches nothing: were the check ever lost, this stays short.
+        (
+            ["test", "--xenstored", "nope", "--no-lab", "-k", "no_test_is_named_this"],
+            "test: error: --xenstored must be one of both, cxenstored, oxenstored, not 'nope'",
+        ),
+        # --list: were the check ever lost, no lab is booted.
+        (["smoke", "--hosts", "3", "--list"], "smoke: error: --hosts must be 1 or 2, not 3"),
+    ],
+)
+def test_a_bad_task_option_is_one_error_line_and_the_usage_exit_code(
+    argv: list[str], line: str
+) -> None:
+    proc = subprocess.run([INVOKE, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (ExitCode.USAGE, line + "\n"), proc.stdout

@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from xen_test_lab import cli
+from xen_test_lab.lab import LabHost
+from xen_test_vm.errors import ExitCode
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -71,3 +76,34 @@ def test_failed_hypervisor_source_fetch(tmp_path: Path) -> None:
     result = _lab(["--hypervisor", "shadow"], env)
     _assert_one_line_error(result, "cannot read Debian's source lists")
     assert "--hypervisor debian" in result.stderr
+
+
+def test_stopping_no_lab_is_one_error_line(tmp_path: Path) -> None:
+    # A cache of its own: a detached lab someone else runs is never seen, let alone stopped.
+    result = _lab(["--stop"], {"XEN_TEST_VM_CACHE": str(tmp_path / "cache")})
+    _assert_one_line_error(result, "no detached lab is running")
+
+
+def test_an_interrupted_lab_command_is_one_error_line_and_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    # In-process: Ctrl-C arrives while the command runs (here, while stopping a lab).
+    monkeypatch.setattr(cli, "_stop", interrupted)
+    assert cli.lab_command(stop=True) == ExitCode.INTERRUPTED
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "lab: error: interrupted\n")
+
+
+def test_a_qemu_that_went_away_by_itself_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exited = subprocess.Popen(["true"])  # exited and reaped: it stands in for QEMU
+    exited.wait()
+    host = LabHost(
+        ssh_config=tmp_path / "ssh_config", port=1, run_dir=tmp_path, qemu_pid=exited.pid
+    )
+    assert cli._until_qemu_exits([host]) == 1
+    assert capsys.readouterr().err == "lab: error: QEMU exited\n"
