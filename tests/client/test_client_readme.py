@@ -83,3 +83,10 @@ def test_task_examples_name_real_tasks_and_options(line: str) -> None:
         elif word in collection.task_names:
             task_name = word
     assert task_name is not None, line
+
+
+def test_the_readme_links_the_protocol_notes_and_its_links_resolve() -> None:
+    links = re.findall(r"\]\(([^)]+)\)", README)
+    assert {"docs/PROTOCOL.md", "docs/PROTOCOL-NOTES.md"} <= set(links)
+    local = [link for link in links if "://" not in link and not link.startswith("#")]
+    assert [link for link in local if not (ROOT / link.split("#")[0]).exists()] == []
