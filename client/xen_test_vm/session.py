@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ class ConnectOptions:
     accept_new_host_key: bool = False
     remote_dir: str = DEFAULT_DIR
     xapi_user: str = "root"
-    xapi_password: str = ""
+    xapi_password: str = ""  # as given: the CLI resolves the file, prompt or environment
 
 
 def open_host(options: ConnectOptions) -> Host:
@@ -73,8 +72,7 @@ class Session:
                 XapiToolstack(
                     self.host,
                     username=options.xapi_user,
-                    password=options.xapi_password
-                    or os.environ.get("XEN_TEST_VM_XAPI_PASSWORD", ""),
+                    password=options.xapi_password,
                     open_member=lambda address: open_host(member_options(options, address)),
                 )
                 if self.kind == "xapi"

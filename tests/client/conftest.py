@@ -1,14 +1,20 @@
-"""Fixtures for the client tests: a kernel image for lab runs, a recording host for unit tests."""
+"""Fixtures for the client tests: a kernel image for lab runs, a recording host for unit tests,
+a FAKE XAPI host for the console script."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.client.client_fakes import RecordingHost
+
+if TYPE_CHECKING:
+    from tests.client.fake_xapi_host import FakeHost
 
 ROOT = Path(__file__).resolve().parents[2]
 # The installed console script (pip's entry point), as a user runs it.
@@ -41,6 +47,15 @@ def one_error_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
 @pytest.fixture
 def recording_host() -> RecordingHost:
     return RecordingHost()
+
+
+@pytest.fixture
+def xapi_host(tmp_path: Path) -> Iterator[FakeHost]:
+    """A FAKE XAPI host the console script reaches through a stand-in ssh (fake_xapi_host.py)."""
+    from tests.client.fake_xapi_host import fake_xapi_host
+
+    with fake_xapi_host(tmp_path) as host:
+        yield host
 
 
 @pytest.fixture(scope="session")

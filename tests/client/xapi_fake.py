@@ -12,12 +12,14 @@ from __future__ import annotations
 import builtins
 import itertools
 import json
+import socketserver
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+from xmlrpc.server import SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 SESSION = "OpaqueRef:session-1"
 POOL = "OpaqueRef:pool-1"
@@ -362,6 +364,47 @@ class FakeXapiServer:
         return f"http://{host}:{port}/"
 
     def __enter__(self) -> FakeXapiServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _UnixHandler(_Handler):
+    disable_nagle_algorithm = False  # a TCP option: unix sockets refuse it
+
+
+class _UnixXmlRpcServer(
+    socketserver.ThreadingMixIn, socketserver.UnixStreamServer, SimpleXMLRPCDispatcher
+):
+    daemon_threads = True
+    logRequests = False
+
+    def __init__(self, path: str) -> None:
+        SimpleXMLRPCDispatcher.__init__(self, allow_none=False, encoding=None)
+        socketserver.UnixStreamServer.__init__(self, path, _UnixHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up on a stalled call has gone: the late answer has nowhere to go.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class FakeXapiSocket:
+    """The fake on a unix socket, as xapi listens on /var/lib/xcp/xapi in dom0: the client's
+    own transport reaches it where it would reach xapi's socket forwarded over SSH. Each call
+    is served in its own thread (as xapi serves them), so one that stalls holds up no other."""
+
+    def __init__(self, model: FakeXapi, path: str) -> None:
+        self.model = model
+        self.path = path
+        self.server = _UnixXmlRpcServer(path)
+        self.server.register_instance(_Dispatcher(model))
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> FakeXapiSocket:
         self.thread.start()
         return self
 
