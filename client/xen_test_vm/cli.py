@@ -27,13 +27,12 @@ from .install import install
 from .kernel_source import KernelChoice, choose_kernel
 from .output import ProgressBar, key_values, print_json
 from .session import ConnectOptions, Session
-from .toolstack import MODES, within
+from .timeouts import GUEST_TIMEOUT, TOOLSTACK_TIMEOUT, Timeouts
+from .toolstack import MODES, Vm, within
 
 __all__ = ["build_parser", "main", "run", "within"]
 
 PROG = "xen-test-vm"
-GUEST_TIMEOUT = 30.0
-TOOLSTACK_TIMEOUT = 300.0
 
 ENVIRONMENT = """\
 environment:
@@ -108,8 +107,10 @@ def _global_options(parser: argparse.ArgumentParser, *, before_verb: bool) -> No
         type=float,
         default=default(None),
         metavar="SECONDS",
-        help=f"how long to wait for the guest (default {GUEST_TIMEOUT:g}) or for a toolstack "
-        f"operation (default {TOOLSTACK_TIMEOUT:g}); exit status 4 when it runs out",
+        help="how long the whole command may take, connecting included (without it: "
+        f"{GUEST_TIMEOUT:g} s for each wait for the guest, {TOOLSTACK_TIMEOUT:g} s for a "
+        "toolstack operation); exit status 4 when it runs out, 3 if the host could not be "
+        "reached in time",
     )
 
 
@@ -271,17 +272,9 @@ def _emit(args: argparse.Namespace, data: dict[str, Any]) -> None:
         print(key_values(data))
 
 
-def guest_timeout(args: argparse.Namespace) -> float:
-    """--timeout, or the default wait for the guest."""
-    return float(args.timeout) if args.timeout is not None else GUEST_TIMEOUT
-
-
-def toolstack_timeout(args: argparse.Namespace) -> float:
-    """--timeout, or the default wait for a toolstack operation."""
-    return float(args.timeout) if args.timeout is not None else TOOLSTACK_TIMEOUT
-
-
-def cmd_install(args: argparse.Namespace, session: Session, kernel: KernelChoice) -> int:
+def cmd_install(
+    args: argparse.Namespace, session: Session, kernel: KernelChoice, timeouts: Timeouts
+) -> int:
     result = install(
         session,
         kernel.path,
@@ -291,21 +284,23 @@ def cmd_install(args: argparse.Namespace, session: Session, kernel: KernelChoice
         start=args.start,
         mode=args.mode,
         progress=None if args.json else ProgressBar.on_terminal("upload"),
-        timeout=guest_timeout(args),
-        start_timeout=toolstack_timeout(args),
+        timeouts=timeouts,
     )
     _emit(args, {**result, "kernel_source": kernel.source})
     return ExitCode.OK
 
 
-def cmd_start(args: argparse.Namespace, session: Session) -> int:
-    vm = session.find_vm(args.name)
-    if session.toolstack.domid(vm) is None:
-        within(
-            toolstack_timeout(args), f"start of {vm.name!r}", lambda: session.toolstack.start(vm)
-        )
-    guest = session.guest(vm)
-    _emit(args, guest.wait_state("ready", guest_timeout(args)).as_dict())
+def cmd_start(args: argparse.Namespace, session: Session, timeouts: Timeouts) -> int:
+    def needs_start() -> tuple[Vm, bool]:
+        vm = session.find_vm(args.name)
+        return vm, session.toolstack.domid(vm) is None
+
+    vm, stopped = timeouts.step(f"finding {args.name!r}", needs_start)
+    if stopped:
+        timeouts.toolstack(f"start of {vm.name!r}", lambda: session.toolstack.start(vm))
+    guest = timeouts.step(f"finding the domain of {vm.name!r}", lambda: session.guest(vm))
+    status = guest.wait_state("ready", timeouts.guest())
+    _emit(args, status.as_dict())
     return ExitCode.OK
 
 
@@ -323,23 +318,33 @@ def send_message(args: argparse.Namespace) -> str:
         raise UsageError(str(exc)) from None
 
 
-def cmd_send(args: argparse.Namespace, session: Session) -> int:
+def _guest_of(args: argparse.Namespace, session: Session, timeouts: Timeouts) -> tuple[Vm, Guest]:
+    def find() -> tuple[Vm, Guest]:
+        vm = session.find_vm(args.name)
+        return vm, session.guest(vm)
+
+    return timeouts.step(f"finding the domain of {args.name!r}", find)
+
+
+def cmd_send(args: argparse.Namespace, session: Session, timeouts: Timeouts) -> int:
     message = send_message(args)
-    guest = session.guest(session.find_vm(args.name))
-    guest.send_testing(message, guest_timeout(args))
-    _emit(args, {"sent": message, **guest.status().as_dict()})
+    _, guest = _guest_of(args, session, timeouts)
+    guest.send_testing(message, timeouts.guest())
+    status = timeouts.step("reading the guest's status", guest.status)
+    _emit(args, {"sent": message, **status.as_dict()})
     return ExitCode.OK
 
 
-def cmd_request(args: argparse.Namespace, session: Session) -> int:
-    vm = session.find_vm(args.name)
-    guest = session.guest(vm)
-    timeout = guest_timeout(args)
+def cmd_request(args: argparse.Namespace, session: Session, timeouts: Timeouts) -> int:
+    vm, guest = _guest_of(args, session, timeouts)
+    timeout = timeouts.guest()
     try:
         answer = guest.request(args.word, timeout)
     except GuestTimeout:
+        # The whole --timeout is what the user gave and knows, not what connecting left of it.
+        said = timeouts.budget if timeouts.budget is not None else timeout
         raise GuestTimeout(
-            f"the guest did not acknowledge {args.word!r} within {timeout:g} s "
+            f"the guest did not acknowledge {args.word!r} within {said:g} s "
             f"(control/shutdown still holds it)"
         ) from None
     _emit(
@@ -349,8 +354,8 @@ def cmd_request(args: argparse.Namespace, session: Session) -> int:
     return ExitCode.OK
 
 
-def _toolstack_verb(args: argparse.Namespace, session: Session) -> int:
-    vm = session.find_vm(args.name)
+def _toolstack_verb(args: argparse.Namespace, session: Session, timeouts: Timeouts) -> int:
+    vm = timeouts.step(f"finding {args.name!r}", lambda: session.find_vm(args.name))
     ts = session.toolstack
     force = getattr(args, "force", False)
 
@@ -366,43 +371,47 @@ def _toolstack_verb(args: argparse.Namespace, session: Session) -> int:
         "checkpoint": lambda: ts.checkpoint(vm),
         "migrate": lambda: ts.migrate(vm, args.destination),
     }
-    within(toolstack_timeout(args), f"{args.command} of {vm.name!r}", operations[args.command])
+    timeouts.toolstack(f"{args.command} of {vm.name!r}", operations[args.command])
+    state = timeouts.step(
+        f"reading the state of {vm.name!r}", lambda: (ts.power_state(vm), ts.domid(vm))
+    )
     _emit(
         args,
         {
             "name": vm.name,
             "operation": args.command + (" --force" if force else ""),
-            "power_state": ts.power_state(vm),
-            "domid": ts.domid(vm),
+            "power_state": state[0],
+            "domid": state[1],
         },
     )
     return ExitCode.OK
 
 
-def cmd_status(args: argparse.Namespace, session: Session) -> int:
-    vm = session.find_vm(args.name)
-    data: dict[str, Any] = {
-        "name": vm.name,
-        "ref": vm.ref,
-        "uuid": vm.uuid,
-        "toolstack": session.kind,
-        "power_state": session.toolstack.power_state(vm),
-    }
-    domid = session.toolstack.local_domid(vm)
-    if domid is not None:
-        status = Guest(session.xs, domid).status()
-        data |= status.as_dict()
-        del data["features"]
-        data |= {f"control/{k}": v for k, v in status.features.items()}
-    _emit(args, data)
+def cmd_status(args: argparse.Namespace, session: Session, timeouts: Timeouts) -> int:
+    def read() -> dict[str, Any]:
+        vm = session.find_vm(args.name)
+        data: dict[str, Any] = {
+            "name": vm.name,
+            "ref": vm.ref,
+            "uuid": vm.uuid,
+            "toolstack": session.kind,
+            "power_state": session.toolstack.power_state(vm),
+        }
+        domid = session.toolstack.local_domid(vm)
+        if domid is not None:
+            status = Guest(session.xs, domid).status()
+            data |= status.as_dict()
+            del data["features"]
+            data |= {f"control/{k}": v for k, v in status.features.items()}
+        return data
+
+    _emit(args, timeouts.step(f"status of {args.name!r}", read))
     return ExitCode.OK
 
 
-def cmd_destroy(args: argparse.Namespace, session: Session) -> int:
-    vm = session.find_vm(args.name)
-    within(
-        toolstack_timeout(args), f"destroy of {vm.name!r}", lambda: session.toolstack.destroy(vm)
-    )
+def cmd_destroy(args: argparse.Namespace, session: Session, timeouts: Timeouts) -> int:
+    vm = timeouts.step(f"finding {args.name!r}", lambda: session.find_vm(args.name))
+    timeouts.toolstack(f"destroy of {vm.name!r}", lambda: session.toolstack.destroy(vm))
     _emit(args, {"name": vm.name, "destroyed": True})
     return ExitCode.OK
 
@@ -463,7 +472,7 @@ def _list_scenarios(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-SESSION_COMMANDS: dict[str, Callable[[argparse.Namespace, Session], int]] = {
+SESSION_COMMANDS: dict[str, Callable[[argparse.Namespace, Session, Timeouts], int]] = {
     "start": cmd_start,
     "status": cmd_status,
     "send": cmd_send,
@@ -499,15 +508,24 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "send":
         send_message(args)
     options = _options(args)
-    if args.command in ("install", "smoke"):
+    # From here on the command's --timeout runs: the password prompt above is not the host's time.
+    timeouts = Timeouts(args.timeout)
+    if args.command == "smoke":
         if not options.host:
             raise UsageError("no host given (--host HOST or XEN_TEST_VM_HOST)")
         kernel = choose_kernel(args.kernel, args.release, quiet=args.json)
         with Session(options) as session:
-            command = cmd_install if args.command == "install" else cmd_smoke
-            return command(args, session, kernel)
-    with Session(options) as session:
-        return SESSION_COMMANDS[args.command](args, session)
+            return cmd_smoke(args, session, kernel)
+    if args.command == "install":
+        if not options.host:
+            raise UsageError("no host given (--host HOST or XEN_TEST_VM_HOST)")
+        kernel = timeouts.step(
+            "getting the kernel", lambda: choose_kernel(args.kernel, args.release, quiet=args.json)
+        )
+        with Session(options, timeouts) as session:
+            return cmd_install(args, session, kernel, timeouts)
+    with Session(options, timeouts) as session:
+        return SESSION_COMMANDS[args.command](args, session, timeouts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

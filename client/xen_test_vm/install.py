@@ -9,7 +9,8 @@ from .errors import UsageError
 from .kernel_source import check_kernel
 from .remote import Progress
 from .session import Session
-from .toolstack import KERNEL_NAME, VmSpec, default_mode, validate_vm_name, within
+from .timeouts import Timeouts
+from .toolstack import KERNEL_NAME, Vm, VmSpec, default_mode, validate_vm_name
 
 
 def upload_kernel(
@@ -34,36 +35,35 @@ def install(
     start: bool = False,
     mode: str | None = None,
     progress: Progress | None = None,
-    timeout: float = 30.0,
-    start_timeout: float = 300.0,
+    timeouts: Timeouts | None = None,
 ) -> dict[str, Any]:
     """Upload, register (re-running updates the same VM), optionally boot until `ready`."""
     validate_vm_name(name)
     if memory_mib < 4:
         raise UsageError("memory must be at least 4 MiB")
-    remote = upload_kernel(session, kernel, progress)
-    vm = session.toolstack.define(
-        VmSpec(
-            name=name,
-            kernel=remote,
-            memory_mib=memory_mib,
-            cmdline=cmdline,
-            mode=mode or default_mode(session.kind),
+    timeouts = timeouts or Timeouts()
+    spec_mode = mode or default_mode(session.kind)
+
+    def register() -> tuple[Vm, dict[str, Any]]:
+        remote = upload_kernel(session, kernel, progress)
+        vm = session.toolstack.define(
+            VmSpec(name=name, kernel=remote, memory_mib=memory_mib, cmdline=cmdline, mode=spec_mode)
         )
-    )
-    result: dict[str, Any] = {
-        "name": vm.name,
-        "ref": vm.ref,
-        "uuid": vm.uuid,
-        "kernel": remote,
-        "toolstack": session.kind,
-        "mode": mode or default_mode(session.kind),
-        "host": session.host.name,
-        "domid": session.toolstack.domid(vm),
-    }
+        return vm, {
+            "name": vm.name,
+            "ref": vm.ref,
+            "uuid": vm.uuid,
+            "kernel": remote,
+            "toolstack": session.kind,
+            "mode": spec_mode,
+            "host": session.host.name,
+            "domid": session.toolstack.domid(vm),
+        }
+
+    vm, result = timeouts.step(f"install of {name!r}", register)
     if start and result["domid"] is None:
-        within(start_timeout, f"start of {vm.name!r}", lambda: session.toolstack.start(vm))
-        guest = session.guest(vm)
-        guest.wait_state("ready", timeout)
+        timeouts.toolstack(f"start of {vm.name!r}", lambda: session.toolstack.start(vm))
+        guest = timeouts.step(f"finding the domain of {vm.name!r}", lambda: session.guest(vm))
+        guest.wait_state("ready", timeouts.guest())
         result["domid"] = guest.domid
     return result

@@ -6,10 +6,11 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import OperationTimeout, UsageError
 from .guest import Guest
 from .remote import Host, LocalHost
 from .ssh import SSHHost
+from .timeouts import Timeouts
 from .toolstack import Toolstack, Vm, detect
 from .xapi import XapiToolstack
 from .xenstore import Xenstore
@@ -31,17 +32,19 @@ class ConnectOptions:
     xapi_password: str = ""  # as given: the CLI resolves the file, prompt or environment
 
 
-def open_host(options: ConnectOptions) -> Host:
+def open_host(options: ConnectOptions, timeouts: Timeouts | None = None) -> Host:
     """SSH to the host, or this machine for host 'local' (running in dom0)."""
     if options.host == LOCAL:
         return LocalHost()
+    timeouts = timeouts or Timeouts()
     host = SSHHost(
         options.host,
         ssh_config=options.ssh_config,
         accept_new_host_key=options.accept_new_host_key,
+        connect_timeout=timeouts.ssh_connect(),
     )
     try:
-        host.connect()
+        host.connect(timeouts.left())
     except BaseException:
         host.close()
         raise
@@ -59,28 +62,34 @@ def member_options(options: ConnectOptions, address: str) -> ConnectOptions:
 class Session:
     """A connected host with its toolstack; close() releases everything."""
 
-    def __init__(self, options: ConnectOptions) -> None:
+    def __init__(self, options: ConnectOptions, timeouts: Timeouts | None = None) -> None:
+        """Connect, detect the toolstack and log in to it; timeouts bounds all of that."""
         if options.host == "":
             raise UsageError("no host given (--host HOST or XEN_TEST_VM_HOST)")
         self.options = options
-        self.host = open_host(options)
+        timeouts = timeouts or Timeouts()
+        self.host = open_host(options, timeouts)
         self._xs: Xenstore | None = None
         self._lock = threading.Lock()
         try:
-            self.kind = detect(self.host)
-            self.toolstack: Toolstack = (
-                XapiToolstack(
-                    self.host,
-                    username=options.xapi_user,
-                    password=options.xapi_password,
-                    open_member=lambda address: open_host(member_options(options, address)),
-                )
-                if self.kind == "xapi"
-                else XlToolstack(self.host, options.remote_dir, xenstore=lambda: self.xs)
+            self.kind, self.toolstack = timeouts.step(
+                f"connecting to the toolstack on {self.host.name}", self._open_toolstack
             )
         except BaseException:
             self.host.close()
             raise
+
+    def _open_toolstack(self) -> tuple[str, Toolstack]:
+        options = self.options
+        kind = detect(self.host)
+        if kind == "xapi":
+            return kind, XapiToolstack(
+                self.host,
+                username=options.xapi_user,
+                password=options.xapi_password,
+                open_member=lambda address: open_host(member_options(options, address)),
+            )
+        return kind, XlToolstack(self.host, options.remote_dir, xenstore=lambda: self.xs)
 
     @property
     def xs(self) -> Xenstore:
@@ -105,16 +114,22 @@ class Session:
             raise UsageError(f"no VM named {name!r} on {self.host.name}")
         return vm
 
-    def close(self) -> None:
-        """Close xenstore, the XenAPI session and the SSH connection."""
+    def close(self, *, log_out: bool = True) -> None:
+        """Close xenstore, the XenAPI session and the SSH connection.
+
+        log_out=False: the toolstack may be what hangs (OperationTimeout): the connection goes first
+        (ending the commands still running over it) and the XenAPI session is left to expire.
+        """
+        if not log_out:
+            self.host.close()
         if self._xs is not None:
             self._xs.close()
-        if isinstance(self.toolstack, XapiToolstack):
+        if log_out and isinstance(self.toolstack, XapiToolstack):
             self.toolstack.close()
         self.host.close()
 
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, error: BaseException | None, *rest: object) -> None:
+        self.close(log_out=not isinstance(error, OperationTimeout))

@@ -212,18 +212,27 @@ class SSHHost:
             if error is not None:
                 raise error
 
-    def connect(self) -> None:
-        """Open the master connection (idempotent); raises on unreachable hosts and bad keys."""
+    def connect(self, timeout: float | None = None) -> None:
+        """Open the master connection (idempotent); raises on unreachable hosts and bad keys.
+
+        timeout: how long the whole login may take (ConnectTimeout bounds only the TCP connect).
+        """
         with self._lock:
             if self._connected and self.control_path.exists():
                 return
-            proc = subprocess.run(
-                [*self.ssh_argv(), "true"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=self._connect_timeout * 3 + 30,
-                start_new_session=True,
-            )
+            limit = timeout if timeout is not None else self._connect_timeout * 3 + 30
+            try:
+                proc = subprocess.run(
+                    [*self.ssh_argv(), "true"],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=limit,
+                    start_new_session=True,
+                )
+            except subprocess.TimeoutExpired:
+                raise SSHError(
+                    f"cannot reach {self.name}: no SSH login within {limit:g} s"
+                ) from None
             stderr = proc.stderr.decode(errors="replace")
             self._raise_for_ssh(proc.returncode, stderr)
             if proc.returncode != 0:

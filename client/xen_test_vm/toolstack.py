@@ -175,11 +175,14 @@ class Toolstack(ABC):
         self.undefine(vm)
 
 
-def within(seconds: float, what: str, operation: Callable[[], T]) -> T:
+def within(
+    seconds: float, what: str, operation: Callable[[], T], *, budget: float | None = None
+) -> T:
     """Run a toolstack operation; OperationTimeout if it has not finished after `seconds`.
 
     The operation runs in a daemon thread: whatever it started on the host goes on, which the
-    message says; closing the session afterwards ends its SSH commands.
+    message says; closing the session afterwards ends its SSH commands. budget: the whole
+    command's --timeout, of which `seconds` is what is left (the message names the budget).
     """
     outcome: list[T] = []
     failure: list[BaseException] = []
@@ -194,9 +197,13 @@ def within(seconds: float, what: str, operation: Callable[[], T]) -> T:
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
+        late = (
+            f"{what}: --timeout {budget:g} s ran out"
+            if budget is not None
+            else f"{what} did not finish within {seconds:g} s"
+        )
         raise OperationTimeout(
-            f"{what} did not finish within {seconds:g} s (the toolstack may still be working on "
-            "it; check with the status verb)"
+            f"{late} (the toolstack may still be working on it; check with the status verb)"
         )
     if failure:
         raise failure[0]
