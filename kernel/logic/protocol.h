@@ -1,5 +1,7 @@
 /*
  * The guest protocol (PROTOCOL.md sections 2, 3 and 5) as a pure state machine.
+ * docs/PROTOCOL-NOTES.md records, for people, every choice PROTOCOL.md leaves open and how
+ * this machine makes it.
  *
  * Why pure: every rule here has to be checked exhaustively, and that is only cheap on the host
  * (unit tests, fuzzing). The Xen side owns all I/O: it reads control/shutdown and
