@@ -25,15 +25,26 @@ def packet(op: int, rq_id: int, payload: bytes, tx_id: int = 0) -> bytes:
     return struct.pack("<IIII", op, rq_id, tx_id, len(payload)) + payload
 
 
+def recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            # recv gives b"" for ever once the client closed: looping on it spun a CPU core
+            # for the rest of the session and starved the lab's QEMU of it.
+            raise EOFError(f"the client closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
 def recv_packet(conn: socket.socket) -> tuple[int, int, int, bytes]:
-    header = b""
-    while len(header) < 16:
-        header += conn.recv(16 - len(header))
-    op, rq_id, tx_id, length = struct.unpack("<IIII", header)
-    body = b""
-    while len(body) < length:
-        body += conn.recv(length - len(body))
-    return op, rq_id, tx_id, body
+    op, rq_id, tx_id, length = struct.unpack("<IIII", recv_exactly(conn, 16))
+    return op, rq_id, tx_id, recv_exactly(conn, length)
+
+
+def wait_for_close(conn: socket.socket) -> None:
+    """The end of a script: the client must close the connection without another request."""
+    assert conn.recv(1) == b"", "the client sent more than the script expected"
 
 
 @pytest.fixture
@@ -66,7 +77,11 @@ def peer(tmp_path: Path) -> Iterator[Callable[[Script], str]]:
         return path
 
     yield add
+    # shutdown, not only close, wakes the accept() the thread is blocked in (Linux).
+    server.shutdown(socket.SHUT_RDWR)
     server.close()
+    thread.join(10)
+    assert not thread.is_alive(), "the peer is still serving a connection the client left open"
     assert errors == []
 
 
@@ -95,7 +110,7 @@ def test_read_write_list_and_errors_byte_for_byte(peer: Callable[[Script], str])
         conn.sendall(packet(Op.DIRECTORY, rq, b"0\x005\0"))
         op, rq, _, body = recv_packet(conn)
         conn.sendall(packet(Op.ERROR, rq, b"EACCES\0"))
-        recv_packet(conn)
+        wait_for_close(conn)
 
     xs = Xenstore(lambda refresh: peer(script))
     try:
@@ -128,7 +143,7 @@ def test_write_with_perms_is_one_transaction_retried_on_eagain(
             assert (op, tx_id, body) == (Op.TRANSACTION_END, tx, b"T\0")
             answer = packet(Op.ERROR, rq, b"EAGAIN\0") if attempt == 0 else packet(op, rq, b"OK\0")
             conn.sendall(answer)
-        recv_packet(conn)
+        wait_for_close(conn)
 
     xs = Xenstore(lambda refresh: peer(script))
     try:
@@ -154,7 +169,7 @@ def test_watch_events_reach_their_watch_and_a_lost_connection_reconnects(
     def second(conn: socket.socket) -> None:
         _, rq, _, _ = recv_packet(conn)
         conn.sendall(packet(Op.READ, rq, b"back"))
-        recv_packet(conn)
+        wait_for_close(conn)
 
     refreshed: list[bool] = []
 
