@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -190,7 +190,8 @@ def test_a_guest_that_never_acknowledges(lab_host: LabHost, kernel_on_path: Path
             ).returncode
             == 0
         )
-        proc = cli(lab_host, "request", name, "--timeout", "3")
+        # --timeout bounds the whole command (SSH login and lookup too): room for a slow lab.
+        proc = cli(lab_host, "request", name, "--timeout", "10")
         assert proc.returncode == 4
         assert proc.stderr.count("\n") == 1 and "did not acknowledge 'poweroff'" in proc.stderr
         assert "Traceback" not in proc.stderr
@@ -282,10 +283,8 @@ def _no_stray_pwn() -> Iterator[None]:
     assert not Path("xtvm-pwned").exists()
 
 
-def test_xl_like_verbs_through_a_host_port_destination(
-    lab_host: LabHost, kernel_on_path: Path, tmp_path: Path
-) -> None:
-    """ssh://root@127.0.0.1:PORT and root@127.0.0.1:PORT reach dom0; the toolstack verbs work."""
+def _loopback_ssh_config(lab_host: LabHost, tmp_path: Path) -> Path:
+    """An ssh_config that reaches the lab as 127.0.0.1 (not as its xen-lab alias)."""
     config = tmp_path / "ssh_config"
     run_dir = lab_host.run_dir
     config.write_text(
@@ -294,7 +293,11 @@ def test_xl_like_verbs_through_a_host_port_destination(
         f"    HostKeyAlias xen-lab\n    UserKnownHostsFile {run_dir / 'known_hosts'}\n"
         "    GlobalKnownHostsFile /dev/null\n"
     )
-    name = "xtvm-verbs"
+    return config
+
+
+def _verb_runner(config: Path) -> Callable[..., dict[str, object]]:
+    """Runs the installed console script with --json; asserts exit 0, returns its report."""
 
     def verb(host: str, *args: str) -> dict[str, object]:
         proc = subprocess.run(
@@ -307,8 +310,19 @@ def test_xl_like_verbs_through_a_host_port_destination(
         data: dict[str, object] = json.loads(proc.stdout)
         return data
 
+    return verb
+
+
+def test_xl_like_verbs_through_a_host_port_destination(
+    lab_host: LabHost, kernel_on_path: Path, tmp_path: Path
+) -> None:
+    """ssh://root@127.0.0.1:PORT and root@127.0.0.1:PORT reach dom0; the toolstack verbs work."""
+    config = _loopback_ssh_config(lab_host, tmp_path)
+    name = "xtvm-verbs"
+
     url = f"ssh://root@127.0.0.1:{lab_host.port}"
     plain = f"root@127.0.0.1:{lab_host.port}"
+    verb = _verb_runner(config)
     try:
         verb(url, "install", "--kernel", str(kernel_on_path), "--name", name, "--start")
         assert verb(plain, "suspend", name)["power_state"] == "suspended"
@@ -325,6 +339,54 @@ def test_xl_like_verbs_through_a_host_port_destination(
     finally:
         subprocess.run(
             [str(CONSOLE_SCRIPT), "--host", url, "--ssh-config", str(config), "destroy", name],
+            capture_output=True,
+            timeout=300,
+        )
+    assert leftovers(lab_host, name) == []
+
+
+def test_checkpoint_migrate_and_forced_verbs_through_the_console_script(
+    lab_host: LabHost, kernel_on_path: Path, tmp_path: Path
+) -> None:
+    """checkpoint keeps the domain and counts a resume; migrate (PVH: hardware-assisted log-dirty,
+    which Debian's binary hypervisor has) gives a new domain that is ready and obeys; reboot
+    --force gives a new domain without asking the guest; shutdown --force halts it."""
+    config = _loopback_ssh_config(lab_host, tmp_path)
+    verb = _verb_runner(config)
+    host = f"root@127.0.0.1:{lab_host.port}"
+    name = "xtvm-more-verbs"
+
+    def ready_status(after_domid: object) -> dict[str, object]:
+        deadline = time.monotonic() + 120
+        while True:
+            status = verb(host, "status", name)
+            if status.get("state") == "ready" and status.get("domid") != after_domid:
+                return status
+            assert time.monotonic() < deadline, f"never ready again: {status}"
+            time.sleep(1)
+
+    try:
+        verb(host, "install", "--kernel", str(kernel_on_path), "--name", name, "--mode", "pvh",
+             "--start")  # fmt: skip
+        started = ready_status(None)
+        checkpointed = verb(host, "checkpoint", name)
+        assert checkpointed["power_state"] == "running"
+        assert checkpointed["domid"] == started["domid"]
+        status = verb(host, "status", name)
+        assert status["resumes"] == "1" and status["state"] == "ready", status
+        migrated = verb(host, "migrate", name, "--timeout", "300")
+        assert migrated["power_state"] == "running"
+        assert migrated["domid"] != started["domid"]
+        assert ready_status(started["domid"])["resumes"] == "2"
+        assert verb(host, "request", name, "after-migrate")["answer"] == "acked"
+        forced = verb(host, "reboot", name, "--force", "--timeout", "240")
+        assert forced["operation"] == "reboot --force" and forced["domid"] != migrated["domid"]
+        assert ready_status(migrated["domid"])["resumes"] == "0", "a fresh boot counts none"
+        halted = verb(host, "shutdown", name, "--force", "--timeout", "240")
+        assert halted["operation"] == "shutdown --force" and halted["power_state"] == "halted"
+    finally:
+        subprocess.run(
+            [str(CONSOLE_SCRIPT), "--host", host, "--ssh-config", str(config), "destroy", name],
             capture_output=True,
             timeout=300,
         )
