@@ -313,6 +313,15 @@ def _verb_runner(config: Path) -> Callable[..., dict[str, object]]:
     return verb
 
 
+def _destroy_through_the_cli(host: str, config: Path, name: str) -> None:
+    """Best effort at the end of a test: leftovers() is what asserts that nothing is left."""
+    subprocess.run(
+        [str(CONSOLE_SCRIPT), "--host", host, "--ssh-config", str(config), "destroy", name],
+        capture_output=True,
+        timeout=300,
+    )
+
+
 def test_xl_like_verbs_through_a_host_port_destination(
     lab_host: LabHost, kernel_on_path: Path, tmp_path: Path
 ) -> None:
@@ -337,11 +346,7 @@ def test_xl_like_verbs_through_a_host_port_destination(
             time.sleep(1)
         assert verb(plain, "shutdown", name, "--timeout", "240")["power_state"] == "halted"
     finally:
-        subprocess.run(
-            [str(CONSOLE_SCRIPT), "--host", url, "--ssh-config", str(config), "destroy", name],
-            capture_output=True,
-            timeout=300,
-        )
+        _destroy_through_the_cli(url, config, name)
     assert leftovers(lab_host, name) == []
 
 
@@ -385,9 +390,5 @@ def test_checkpoint_migrate_and_forced_verbs_through_the_console_script(
         halted = verb(host, "shutdown", name, "--force", "--timeout", "240")
         assert halted["operation"] == "shutdown --force" and halted["power_state"] == "halted"
     finally:
-        subprocess.run(
-            [str(CONSOLE_SCRIPT), "--host", host, "--ssh-config", str(config), "destroy", name],
-            capture_output=True,
-            timeout=300,
-        )
+        _destroy_through_the_cli(host, config, name)
     assert leftovers(lab_host, name) == []
