@@ -361,13 +361,18 @@ def _targets(report: Report) -> Report:
     return out
 
 
-def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
-    """Add `kernel` and `linux_baseline` sections to the bench report."""
+def _install(host: LabHost, kernel_image: Path) -> tuple[str, str]:
+    """xtv-xs and the kernel image into dom0; their paths there."""
     host.run(f"mkdir -p {REMOTE_DIR}")
     tool = install_tool(host)
     kernel = f"{REMOTE_DIR}/test-vm.xen.gz"
     host.copy_in(kernel_image, kernel)
+    return tool, kernel
 
+
+def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
+    """Add `kernel` and `linux_baseline` sections to the bench report."""
+    tool, kernel = _install(host, kernel_image)
     ours: Report = _image_sizes(kernel_image)
     ours["clean_build_seconds"] = _clean_build_seconds()
     report["kernel"] = ours
@@ -399,10 +404,7 @@ def measure(host: LabHost, kernel_image: Path, report: dict[str, Any]) -> None:
 def measure_acks(host: LabHost, kernel_image: Path) -> Report:
     """The floor and the control/shutdown ack latencies of ours (each mode) and of Linux, with
     the ack targets, on this lab alone: `invoke bench` runs it on the oxenstored lab."""
-    host.run(f"mkdir -p {REMOTE_DIR}")
-    tool = install_tool(host)
-    kernel = f"{REMOTE_DIR}/test-vm.xen.gz"
-    host.copy_in(kernel_image, kernel)
+    tool, kernel = _install(host, kernel_image)
     report: Report = {"xenstored": host.xenstored, "kernel": {}}
     try:
         report["floor"] = _floor(host)
