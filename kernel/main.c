@@ -61,6 +61,7 @@ static struct {
     uint64_t heartbeat_ns;         /* 0: no heartbeat */
     bool xenstore_stats;           /* xsstats=1: say what each watch event cost */
     uint64_t next_tick_ns;
+    uint64_t timer_ns;             /* PROTOCOL.md 7: the one timed step pending; 0: none */
     uint64_t ticks;                /* keeps counting across resumes on purpose */
     uint64_t resumes;              /* counts across resumes on purpose */
     bool feature_refusal_logged[FEATURE_KEYS]; /* "logged once" across resumes on purpose */
@@ -281,6 +282,9 @@ static void suspend_domain(void)
     console_resume(new_domain);
     xenstore_resume(new_domain);
 
+    /* Only an action suspends, and an action ends timed steps; system time also restarts on
+     * another host. */
+    kernel.timer_ns = 0;
     /* A refused suspend (rc < 0) never left this domain: not a resume. */
     if (rc >= 0)
         kernel.resumes++;
@@ -405,6 +409,19 @@ static int same_in_transaction(uint32_t tx, const char *path, bool present, size
  * conflicting write means the value read was not the last one, so the decision is redone.
  */
 static void handle_watch_once(int id);
+static void carry_out(void);
+
+/* The transaction committed: the machine's new state is the real one; steps 2-6 follow. */
+static void keep_decision(const char *path, enum proto_key key, int answer_err)
+{
+    struct proto *done = proto;
+
+    proto = proto_next;
+    proto_next = done;
+    answer_key(path, key, answer_err);
+    carry_out();
+}
+static void handle_timer(void);
 /* xenstore_requests() and xenstore_round_trips() once the last event was answered. */
 static uint64_t answered_requests, answered_round_trips;
 
@@ -487,11 +504,89 @@ static void handle_watch_once(int id)
     }
     answered_requests = xenstore_requests();
     answered_round_trips = xenstore_round_trips();
-    struct proto *done = proto;
-    proto = proto_next;
-    proto_next = done;
-    answer_key(path, testing ? PROTO_KEY_TESTING : PROTO_KEY_SHUTDOWN, answer_err);
+    keep_decision(path, testing ? PROTO_KEY_TESTING : PROTO_KEY_SHUTDOWN, answer_err);
+}
+
+/*
+ * PROTOCOL.md 7: a late acknowledgement is written only while control/shutdown still holds the
+ * request it answers, in a transaction that read it there (so a request written meanwhile is
+ * never wiped); otherwise the instruction ends unanswered and the new value's own event is
+ * handled as usual (the plain read takes no event off the queue).
+ */
+static void handle_timer(void)
+{
+    int answer_err = XSW_OK;
+
+    kernel.timer_ns = 0;
+    for (unsigned attempt = 1;; attempt++) {
+        kmemcpy(proto_next, proto, sizeof(*proto));
+        proto_on_timer(proto_next, &effects);
+        if (!effects.answer_if_unchanged)
+            break;
+        uint32_t tx;
+        size_t len = 0;
+        int start_err;
+        int err = xenstore_read_then_start(KEY_SHUTDOWN, key_value, sizeof(key_value), &len, -1,
+                                           &tx, &start_err);
+
+        if (start_err == XSW_OK) {
+            bool unchanged = err == XSW_OK && len == effects.expect_len &&
+                             kmemcmp(key_value, effects.expect_value, len) == 0;
+
+            /* EAGAIN from the second read or the commit: a write came in between, look again. */
+            if (unchanged && (err = same_in_transaction(tx, KEY_SHUTDOWN, true, len)) == XSW_OK) {
+                err = answer_and_commit(tx, KEY_SHUTDOWN, &effects, false, &answer_err);
+                if (err == XSW_OK)
+                    break;
+            } else {
+                xenstore_transaction_end(tx, false);
+            }
+            if (unchanged && err == XSW_EAGAIN && attempt < MAX_TRANSACTION_ATTEMPTS)
+                continue;
+        }
+        /* Changed, gone, or no transaction to be had: the request it answers is not there. */
+        proto_on_answer_lost(proto, &effects);
+        apply_effects(&effects);
+        return;
+    }
+    keep_decision(KEY_SHUTDOWN, PROTO_KEY_SHUTDOWN, answer_err);
+}
+
+/*
+ * PROTOCOL.md 7: neither xenstore nor the console until the hang is over. Polling no port wakes
+ * on any event, so sleep again until the deadline.
+ */
+static void hang(unsigned ms, bool forever)
+{
+    uint64_t until = time_now_ns() + (uint64_t)ms * 1000000u;
+
+    console_flush();
+    while (forever || time_now_ns() < until)
+        evtchn_poll(NULL, 0, forever ? 0 : until);
+}
+
+/* Steps 2-6 of the effects contract (protocol.h) for `effects`, whose step 1 is done. */
+static void carry_out(void)
+{
+    enum proto_wait wait = effects.wait;
+    unsigned wait_ms = effects.wait_ms;
+    bool forever = effects.wait_forever;
+
+    if (effects.cancel_timer)
+        kernel.timer_ns = 0;
+    /* perform() may suspend and reuse `effects`: the wait was read first. */
     perform(apply_effects(&effects));
+    switch (wait) {
+    case PROTO_WAIT_NONE:
+        break;
+    case PROTO_WAIT_TIMER:
+        kernel.timer_ns = time_now_ns() + (uint64_t)wait_ms * 1000000u;
+        break;
+    case PROTO_WAIT_HANG:
+        hang(wait_ms, forever);
+        handle_timer();
+        break;
+    }
 }
 
 static void heartbeat(void)
@@ -512,6 +607,7 @@ static void boot_init(void)
     kernel.domid = -1;
     kernel.ticks = 0;
     kernel.resumes = 0;
+    kernel.timer_ns = 0;
     for (size_t i = 0; i < FEATURE_KEYS; i++)
         kernel.feature_refusal_logged[i] = false;
     kernel.status_refusals_logged = 0;
@@ -549,6 +645,10 @@ void kernel_main(void)
             continue;
         }
         heartbeat();
+        if (kernel.timer_ns && time_now_ns() >= kernel.timer_ns) {
+            handle_timer();
+            continue;
+        }
         /* PROTOCOL.md 1.4: never asleep while the ring holds a message or an event waits. */
         if (!xenstore_idle())
             continue;
@@ -556,6 +656,9 @@ void kernel_main(void)
         evtchn_port_t ports[2] = {xenstore_port(), console_port()};
         evtchn_clear_pending(ports[1]);
         bool console_done = console_push();
-        evtchn_poll(ports, console_done ? 1 : 2, kernel.next_tick_ns);
+        uint64_t deadline = kernel.next_tick_ns;
+        if (kernel.timer_ns && (!deadline || kernel.timer_ns < deadline))
+            deadline = kernel.timer_ns;
+        evtchn_poll(ports, console_done ? 1 : 2, deadline);
     }
 }

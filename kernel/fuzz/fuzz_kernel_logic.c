@@ -59,6 +59,10 @@ static void check_json_result(const uint8_t *data, size_t size, const char *reas
         if (m->type == JSON_STRING)
             for (size_t j = 0; j < m->str_len; j++)
                 REQUIRE(m->str[j] > 0 && (unsigned char)m->str[j] < 0x80);
+        else if (m->type == JSON_NUMBER)
+            /* A number keeps its own text, inside the input. */
+            REQUIRE(m->str >= (const char *)data && m->str + m->str_len <= (const char *)data + size &&
+                    m->str_len > 0);
         else
             REQUIRE(m->str == NULL);
     }
@@ -67,7 +71,7 @@ static void check_json_result(const uint8_t *data, size_t size, const char *reas
 
 static void check_effects(int kind, size_t len)
 {
-    bool is_shutdown = kind == 0, is_testing = kind == 1;
+    bool is_shutdown = kind == 0, is_testing = kind == 1, is_timer = kind == 7;
 
     REQUIRE(fx.console_len < PROTO_CONSOLE_MAX && fx.console_len == strlen(fx.console));
     REQUIRE(fx.console_len == 0 || fx.console[fx.console_len - 1] == '\n');
@@ -77,7 +81,12 @@ static void check_effects(int kind, size_t len)
         REQUIRE(c == '\n' || (c >= 0x20 && c < 0x7f));
     }
     REQUIRE(!fx.ack_testing || (is_testing && len > 0));
-    REQUIRE(fx.shutdown_reply == PROTO_REPLY_UNTOUCHED || (is_shutdown && len > 0));
+    REQUIRE(fx.shutdown_reply == PROTO_REPLY_UNTOUCHED || (is_shutdown && len > 0) ||
+            (is_timer && fx.answer_if_unchanged));
+    /* protocol.h step 6: never an action and a wait together; only a timer answers late. */
+    REQUIRE(fx.action == PROTO_ACTION_NONE || fx.wait == PROTO_WAIT_NONE);
+    REQUIRE(!fx.answer_if_unchanged || (is_timer && fx.expect_len > 0));
+    REQUIRE(fx.wait_ms <= PROTO_DELAY_MAX_MS && (!fx.wait_forever || fx.wait == PROTO_WAIT_HANG));
     if (fx.shutdown_reply == PROTO_REPLY_WRITE) /* ack "" is a clear, never an empty write */
         REQUIRE(fx.shutdown_value_len > 0 && fx.shutdown_value_len <= PROTO_VALUE_MAX);
     if (fx.action == PROTO_ACTION_SUSPEND)
@@ -89,7 +98,7 @@ static void check_effects(int kind, size_t len)
         /* The canonical form must be a valid message by our own reading. */
         REQUIRE(fx.armed_len <= PROTO_VALUE_MAX);
         REQUIRE(json_parse_object(fx.armed, fx.armed_len, &check_doc) == NULL);
-        REQUIRE(check_doc.count == 3);
+        REQUIRE(check_doc.count >= 3 && check_doc.count <= 6);
         REQUIRE(strcmp(fx.state, "armed") == 0);
     }
     if (fx.update_last_error)
@@ -145,8 +154,16 @@ static void fuzz_events(const uint8_t *data, size_t size)
         case 5:
             proto_write_refused(&proto, kind == 4 ? PROTO_KEY_SHUTDOWN : PROTO_KEY_TESTING);
             continue;
+        case 6:
+            proto_on_resume(&proto, size % 2 == 0, &fx);
+            break;
         default:
-            proto_on_resume(&proto, kind == 6, &fx);
+            /* A hang or delay over; a late answer sometimes finds the request gone. */
+            proto_on_timer(&proto, &fx);
+            if (fx.answer_if_unchanged && size % 3 == 0) {
+                check_effects(kind, len);
+                proto_on_answer_lost(&proto, &fx);
+            }
             break;
         }
         check_effects(kind, len);

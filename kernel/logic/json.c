@@ -252,8 +252,17 @@ static bool parse_scalar(struct parser *ps, enum json_type *type, const char **s
         return parse_literal(ps, "null");
     default:
         if (peek(ps) == '-' || is_digit(peek(ps))) {
+            size_t start = ps->pos;
+
             *type = JSON_NUMBER;
-            return parse_number(ps);
+            if (!parse_number(ps))
+                return false;
+            if (keep) {
+                /* The number's own text: the protocol reads whole milliseconds from it. */
+                *str = ps->text + start;
+                *str_len = ps->pos - start;
+            }
+            return true;
         }
         return fail_here(ps, "expected a value");
     }

@@ -39,7 +39,7 @@ struct json_member {
     const char *key;
     size_t key_len;
     enum json_type type;
-    const char *str; /* decoded value when type == JSON_STRING, else NULL */
+    const char *str; /* decoded value (JSON_STRING), the text as written (JSON_NUMBER), or NULL */
     size_t str_len;
 };
 

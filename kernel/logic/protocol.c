@@ -22,6 +22,7 @@ static void status_state(struct event *ev);
 static void status_armed(struct event *ev);
 static void status_last_error(struct event *ev);
 static void fire_armed(struct event *ev);
+static void cancel_steps(struct event *ev);
 
 static bool same_value(const char *a, size_t a_len, const char *b, size_t b_len)
 {
@@ -54,6 +55,13 @@ static void begin(struct event *ev, struct proto *p, struct proto_effects *out)
     out->last_error = p->last_error;
     out->last_error_len = 0;
     out->action = PROTO_ACTION_NONE;
+    out->wait = PROTO_WAIT_NONE;
+    out->wait_ms = 0;
+    out->wait_forever = false;
+    out->cancel_timer = false;
+    out->answer_if_unchanged = false;
+    out->expect_value = NULL;
+    out->expect_len = 0;
     kbuf_init(&ev->console, out->console, sizeof(out->console));
 }
 
@@ -79,6 +87,13 @@ void proto_init(struct proto *p)
     p->armed_ack_string_len = 0;
     p->armed_json_len = 0;
     p->armed_json[0] = '\0';
+    p->armed_timing = (struct proto_timing){0};
+    p->phase = PROTO_PHASE_IDLE;
+    p->pending = (struct proto_timing){0};
+    p->pending_answers = false;
+    p->pending_ack = PROTO_ACK_OK;
+    p->pending_word = PROTO_WORD_IGNORE;
+    p->pending_ack_string_len = 0;
     p->suspending = false;
     p->shutdown_left = PROTO_LEFT_NOTHING;
     p->shutdown_own_write = false;
@@ -211,6 +226,7 @@ void proto_on_shutdown(struct proto *p, const char *value, size_t len, bool pres
         goto done;
     p->shutdown_left = PROTO_LEFT_NOTHING;
     p->shutdown_seen_len = remember(p->shutdown_seen, value, len);
+    cancel_steps(&ev);
 
     if (p->armed) {
         log_line(&ev, "shutdown request: ", value, len);
@@ -236,6 +252,7 @@ struct message {
     enum proto_ack ack;
     const char *ack_string;
     size_t ack_string_len;
+    struct proto_timing timing;
 };
 
 /* Why a message is invalid, into p->last_error. Values quoted from the message are cut short. */
@@ -289,6 +306,53 @@ static bool string_field(struct proto *p, const char *name, const struct json_me
     return true;
 }
 
+/*
+ * Section 7: an optional field of whole milliseconds, 0..PROTO_DELAY_MAX_MS; with `forever`, the
+ * string "forever" too. Absent means 0.
+ */
+static bool ms_field(struct proto *p, const char *name, unsigned *ms, bool *forever)
+{
+    const struct json_member *m = json_find(&p->doc, name);
+    unsigned value = 0;
+
+    *ms = 0;
+    if (!m)
+        return true;
+    if (json_count(&p->doc, name) > 1)
+        return reject(p, "duplicate field: ", name, NULL, 0);
+    if (forever && m->type == JSON_STRING && kstreq(m->str, m->str_len, "forever")) {
+        *forever = true;
+        return true;
+    }
+    if (m->type != JSON_NUMBER) {
+        const char *type = json_type_name(m->type);
+
+        return reject(p, "field ", name, type, kstrlen(type));
+    }
+    /* Seven digits hold PROTO_DELAY_MAX_MS; anything longer, signed or fractional is out. */
+    bool whole = m->str_len <= 7;
+
+    for (size_t i = 0; whole && i < m->str_len; i++) {
+        whole = m->str[i] >= '0' && m->str[i] <= '9';
+        value = value * 10 + (unsigned)(m->str[i] - '0');
+    }
+    if (!whole || value > PROTO_DELAY_MAX_MS)
+        return reject(p, "bad ", name, m->str, m->str_len);
+    *ms = value;
+    return true;
+}
+
+static bool read_timing(struct proto *p, bool now, struct proto_timing *t)
+{
+    *t = (struct proto_timing){0};
+    if (!ms_field(p, "hang_ms", &t->hang_ms, &t->hang_forever))
+        return false;
+    /* Like ack, ack_delay_ms means nothing with now and is not even looked at. */
+    if (!now && !ms_field(p, "ack_delay_ms", &t->ack_delay_ms, NULL))
+        return false;
+    return ms_field(p, "action_delay_ms", &t->action_delay_ms, NULL);
+}
+
 static bool read_message(struct proto *p, const char *value, size_t len, struct message *msg)
 {
     const struct json_member *when, *action, *ack;
@@ -314,7 +378,7 @@ static bool read_message(struct proto *p, const char *value, size_t len, struct 
     msg->ack_string = NULL;
     msg->ack_string_len = 0;
     if (msg->now)
-        return true; /* ack is ignored with now, whatever it holds */
+        return read_timing(p, true, &msg->timing); /* ack is ignored with now, whatever it holds */
     if (!string_field(p, "ack", &ack))
         return false;
     /* "" is an ack string like any other: writing it is the normal acknowledgement. */
@@ -329,7 +393,7 @@ static bool read_message(struct proto *p, const char *value, size_t len, struct 
         msg->ack_string = ack->str;
         msg->ack_string_len = ack->str_len;
     }
-    return true;
+    return read_timing(p, false, &msg->timing);
 }
 
 static const char *ack_word(enum proto_ack ack)
@@ -346,6 +410,25 @@ static const char *ack_word(enum proto_ack ack)
     return "ok";
 }
 
+/* The timed fields of the canonical JSON, those that are not 0, in section 7's order. */
+static void put_timing(struct kbuf *json, const struct proto_timing *t)
+{
+    if (t->hang_forever) {
+        kbuf_puts(json, ",\"hang_ms\":\"forever\"");
+    } else if (t->hang_ms) {
+        kbuf_puts(json, ",\"hang_ms\":");
+        kbuf_put_u64(json, t->hang_ms);
+    }
+    if (t->ack_delay_ms) {
+        kbuf_puts(json, ",\"ack_delay_ms\":");
+        kbuf_put_u64(json, t->ack_delay_ms);
+    }
+    if (t->action_delay_ms) {
+        kbuf_puts(json, ",\"action_delay_ms\":");
+        kbuf_put_u64(json, t->action_delay_ms);
+    }
+}
+
 static void arm(struct event *ev, const struct message *msg)
 {
     struct proto *p = ev->p;
@@ -355,6 +438,7 @@ static void arm(struct event *ev, const struct message *msg)
     p->armed_word = msg->word;
     p->armed_ack = msg->ack;
     p->armed_ack_string_len = remember(p->armed_ack_string, msg->ack_string, msg->ack_string_len);
+    p->armed_timing = msg->timing;
 
     /* Canonical form: never longer than the message it came from (escapes only shrink or stay). */
     kbuf_init(&json, p->armed_json, sizeof(p->armed_json));
@@ -365,7 +449,10 @@ static void arm(struct event *ev, const struct message *msg)
         kbuf_put_json_string(&json, ack_word(msg->ack), kstrlen(ack_word(msg->ack)));
     kbuf_puts(&json, ",\"action\":\"");
     kbuf_puts(&json, word_names[msg->word]);
-    kbuf_puts(&json, "\"}");
+    kbuf_putc(&json, '"');
+    /* A message is never shorter than its timed fields written back without spaces. */
+    put_timing(&json, &msg->timing);
+    kbuf_putc(&json, '}');
     p->armed_json_len = json.len;
 
     log_line(ev, "armed: ", p->armed_json, p->armed_json_len);
@@ -386,13 +473,14 @@ static void disarm(struct event *ev)
     status_state(ev);
 }
 
-static void fire_armed(struct event *ev)
+/* Answer the request that fired an instruction, as its ack says (section 3). */
+static void answer(struct event *ev, enum proto_ack ack, const char *ack_string,
+                   size_t ack_string_len)
 {
     struct proto *p = ev->p;
     struct proto_effects *out = ev->out;
 
-    log_line(ev, "armed instruction fires: ", p->armed_json, p->armed_json_len);
-    switch (p->armed_ack) {
+    switch (ack) {
     case PROTO_ACK_OK:
         out->shutdown_reply = PROTO_REPLY_CLEAR;
         break;
@@ -404,12 +492,12 @@ static void fire_armed(struct event *ev)
         out->shutdown_reply = PROTO_REPLY_DELETE;
         break;
     case PROTO_ACK_STRING:
-        if (p->armed_ack_string_len == 0) {
+        if (ack_string_len == 0) {
             out->shutdown_reply = PROTO_REPLY_CLEAR;
             break;
         }
-        kmemcpy(p->shutdown_reply, p->armed_ack_string, p->armed_ack_string_len);
-        p->shutdown_reply_len = p->armed_ack_string_len;
+        kmemcpy(p->shutdown_reply, ack_string, ack_string_len);
+        p->shutdown_reply_len = ack_string_len;
         out->shutdown_reply = PROTO_REPLY_WRITE;
         out->shutdown_value = p->shutdown_reply;
         out->shutdown_value_len = p->shutdown_reply_len;
@@ -417,12 +505,113 @@ static void fire_armed(struct event *ev)
         p->shutdown_own_write = true;
         break;
     }
+}
+
+static void log_ms(struct event *ev, const char *prefix, unsigned ms, const char *suffix)
+{
+    kbuf_puts(&ev->console, prefix);
+    kbuf_put_u64(&ev->console, ms);
+    kbuf_puts(&ev->console, suffix);
+    kbuf_putc(&ev->console, '\n');
+}
+
+/*
+ * Section 7: run the pending steps of a fired instruction until one has to wait (hang, delay)
+ * or the action ends it. `late`: called when a wait ended, so an acknowledgement written now
+ * must not wipe a request written meanwhile.
+ */
+static void run_steps(struct event *ev, bool late)
+{
+    struct proto *p = ev->p;
+    struct proto_effects *out = ev->out;
+    struct proto_timing *t = &p->pending;
+
+    if (t->hang_ms || t->hang_forever) {
+        if (t->hang_forever)
+            kbuf_puts(&ev->console, "hanging for good\n");
+        else
+            log_ms(ev, "hanging for ", t->hang_ms, " ms");
+        out->wait = PROTO_WAIT_HANG;
+        out->wait_ms = t->hang_ms;
+        out->wait_forever = t->hang_forever;
+        t->hang_ms = 0;
+        t->hang_forever = false;
+        p->phase = PROTO_PHASE_HANG;
+        return;
+    }
+    if (p->pending_answers) {
+        if (t->ack_delay_ms) {
+            log_ms(ev, "acknowledging in ", t->ack_delay_ms, " ms");
+            out->wait = PROTO_WAIT_TIMER;
+            out->wait_ms = t->ack_delay_ms;
+            t->ack_delay_ms = 0;
+            p->phase = PROTO_PHASE_ACK;
+            return;
+        }
+        answer(ev, p->pending_ack, p->pending_ack_string, p->pending_ack_string_len);
+        p->pending_answers = false;
+        if (late && out->shutdown_reply != PROTO_REPLY_UNTOUCHED) {
+            out->answer_if_unchanged = true;
+            out->expect_value = p->shutdown_seen;
+            out->expect_len = p->shutdown_seen_len;
+        }
+    }
+    if (t->action_delay_ms) {
+        kbuf_puts(&ev->console, "delaying ");
+        kbuf_puts(&ev->console, word_names[p->pending_word]);
+        log_ms(ev, " by ", t->action_delay_ms, " ms");
+        out->wait = PROTO_WAIT_TIMER;
+        out->wait_ms = t->action_delay_ms;
+        t->action_delay_ms = 0;
+        p->phase = PROTO_PHASE_ACTION;
+        return;
+    }
+    p->phase = PROTO_PHASE_IDLE;
+    perform(ev, word_action(p->pending_word));
+}
+
+/* Start an instruction's steps: the action with whatever timing it has (none: at once). */
+static void start_steps(struct event *ev, enum proto_word word, const struct proto_timing *timing,
+                        bool answers, enum proto_ack ack, const char *ack_string,
+                        size_t ack_string_len)
+{
+    struct proto *p = ev->p;
+
+    p->pending = *timing;
+    p->pending_word = word;
+    p->pending_answers = answers;
+    p->pending_ack = ack;
+    p->pending_ack_string_len = remember(p->pending_ack_string, ack_string, ack_string_len);
+    run_steps(ev, false);
+}
+
+/* A request or a valid message ends the timed steps still pending (section 7). */
+static void cancel_steps(struct event *ev)
+{
+    struct proto *p = ev->p;
+
+    if (p->phase == PROTO_PHASE_IDLE)
+        return;
+    kbuf_puts(&ev->console, "timed ");
+    kbuf_puts(&ev->console, word_names[p->pending_word]);
+    kbuf_puts(&ev->console, " cancelled\n");
+    p->phase = PROTO_PHASE_IDLE;
+    p->pending_answers = false;
+    ev->out->cancel_timer = true;
+}
+
+static void fire_armed(struct event *ev)
+{
+    struct proto *p = ev->p;
+
+    log_line(ev, "armed instruction fires: ", p->armed_json, p->armed_json_len);
     /* One-shot: the instruction is gone before its action runs. */
     p->armed = false;
     p->armed_json_len = 0;
     status_armed(ev);
     status_state(ev);
-    perform(ev, word_action(p->armed_word));
+    start_steps(ev, p->armed_word, &p->armed_timing, true, p->armed_ack, p->armed_ack_string,
+                p->armed_ack_string_len);
 }
 
 void proto_on_testing(struct proto *p, const char *value, size_t len, bool present,
@@ -452,13 +641,14 @@ void proto_on_testing(struct proto *p, const char *value, size_t len, bool prese
         status_last_error(&ev);
         goto done;
     }
-    /* A valid message replaces the armed one, whatever it says. */
+    /* A valid message replaces the armed one, whatever it says, and ends timed steps. */
+    cancel_steps(&ev);
     disarm(&ev);
     if (msg.now) {
         kbuf_puts(&ev.console, "testing: now ");
         kbuf_puts(&ev.console, word_names[msg.word]);
         kbuf_putc(&ev.console, '\n');
-        perform(&ev, word_action(msg.word));
+        start_steps(&ev, msg.word, &msg.timing, false, PROTO_ACK_OK, NULL, 0);
     } else {
         arm(&ev, &msg);
     }
@@ -471,6 +661,9 @@ done:
 void proto_on_resume(struct proto *p, bool new_domain, struct proto_effects *out)
 {
     p->suspending = false;
+    /* Only the last step (the action) suspends, so nothing timed is pending; make sure. */
+    p->phase = PROTO_PHASE_IDLE;
+    p->pending_answers = false;
     if (new_domain) {
         /* The re-registered watch fires once: not a request if it finds what we left. */
         p->shutdown_after_resume = p->shutdown_left != PROTO_LEFT_NOTHING;
@@ -531,4 +724,31 @@ void proto_write_refused(struct proto *p, enum proto_key key)
         p->shutdown_left = PROTO_LEFT_SEEN;
         p->shutdown_own_write = false;
     }
+}
+
+/* --- 7. Timed behaviour (version 1.2) ----------------------------------------------------- */
+
+void proto_on_timer(struct proto *p, struct proto_effects *out)
+{
+    struct event ev;
+
+    begin(&ev, p, out);
+    if (p->phase == PROTO_PHASE_HANG)
+        kbuf_puts(&ev.console, "hang over\n");
+    if (p->phase != PROTO_PHASE_IDLE)
+        run_steps(&ev, true);
+    end(&ev);
+}
+
+void proto_on_answer_lost(struct proto *p, struct proto_effects *out)
+{
+    struct event ev;
+
+    begin(&ev, p, out);
+    kbuf_puts(&ev.console, "request gone before the late acknowledgement: ");
+    kbuf_puts(&ev.console, word_names[p->pending_word]);
+    kbuf_puts(&ev.console, " dropped\n");
+    p->phase = PROTO_PHASE_IDLE;
+    p->pending_answers = false;
+    end(&ev);
 }

@@ -1,5 +1,6 @@
 /*
- * The guest protocol (PROTOCOL.md sections 2, 3 and 5) as a pure state machine.
+ * The guest protocol (PROTOCOL.md sections 2, 3 and 5, and the timed behaviour of section 7,
+ * version 1.2) as a pure state machine.
  * docs/PROTOCOL-NOTES.md records, for people, every choice PROTOCOL.md leaves open and how
  * this machine makes it.
  *
@@ -14,7 +15,17 @@
  *   3. print effects.console (whole lines, each ending in '\n') — after the status keys, so a
  *      tester that has seen a line reads status that is already current;
  *   4. flush the console (the last lines before a shutdown must not be lost);
- *   5. perform effects.action.
+ *   5. perform effects.action;
+ *   6. wait as effects.wait says (section 7): PROTO_WAIT_HANG — flush the console, then touch
+ *      neither xenstore nor the console for wait_ms (or for good), then call proto_on_timer;
+ *      PROTO_WAIT_TIMER — carry on serving events and call proto_on_timer once wait_ms have
+ *      passed, unless an effects.cancel_timer comes first. There is one timer at a time; an
+ *      effects never holds both an action and a wait.
+ *
+ * A timed acknowledgement (the effects of proto_on_timer with answer_if_unchanged) is written
+ * only if control/shutdown still holds expect_value (the request it answers), in a transaction
+ * that read it; if the key holds anything else, the Xen side throws the decision away and calls
+ * proto_on_answer_lost instead.
  *
  * Step 1 happens inside the xenstore transaction that read the key (PROTOCOL.md 2, 3): when it
  * fails with EAGAIN the Xen side throws the decision away (it runs the machine on a copy of
@@ -70,6 +81,16 @@ enum proto_action {
     PROTO_ACTION_SUSPEND,
 };
 
+/* Section 7 (1.2): the longest delay or hang a message may ask for. */
+#define PROTO_DELAY_MAX_MS 3600000u
+
+/* What to do after the action step (step 6 above). */
+enum proto_wait {
+    PROTO_WAIT_NONE,
+    PROTO_WAIT_HANG,  /* no I/O at all for wait_ms (wait_forever: never again) */
+    PROTO_WAIT_TIMER, /* keep serving; proto_on_timer after wait_ms */
+};
+
 /* How to answer control/shutdown. */
 enum proto_reply {
     PROTO_REPLY_UNTOUCHED, /* leave the key alone (also: nothing to answer) */
@@ -108,6 +129,14 @@ struct proto_effects {
     size_t last_error_len;
 
     enum proto_action action;
+
+    enum proto_wait wait;
+    unsigned wait_ms;
+    bool wait_forever;
+    bool cancel_timer; /* a pending proto_on_timer is void */
+    bool answer_if_unchanged; /* write shutdown_reply only if the key holds expect_value */
+    const char *expect_value;
+    size_t expect_len;
 };
 
 /* The tester's words for `action`, kept for the canonical JSON and the console. */
@@ -125,6 +154,22 @@ enum proto_ack {
     PROTO_ACK_NONE,
     PROTO_ACK_DELETE,
     PROTO_ACK_STRING,
+};
+
+/* Section 7: the timed steps of an instruction, in the order they run. */
+struct proto_timing {
+    unsigned hang_ms;
+    bool hang_forever;
+    unsigned ack_delay_ms;    /* onshutdown only */
+    unsigned action_delay_ms;
+};
+
+/* Where a fired instruction with timed steps is (section 7). */
+enum proto_phase {
+    PROTO_PHASE_IDLE,     /* nothing pending */
+    PROTO_PHASE_HANG,     /* hanging; then the acknowledgement delay */
+    PROTO_PHASE_ACK,      /* waiting to acknowledge; then the action delay */
+    PROTO_PHASE_ACTION,   /* waiting to act */
 };
 
 /* What a key holds after we consumed a value in it without clearing it. */
@@ -148,6 +193,16 @@ struct proto {
     size_t armed_ack_string_len;
     char armed_json[PROTO_VALUE_MAX + 1]; /* + the NUL kbuf keeps */
     size_t armed_json_len;
+    struct proto_timing armed_timing;
+
+    /* A fired instruction still running its timed steps (section 7). */
+    enum proto_phase phase;
+    struct proto_timing pending;
+    bool pending_answers;      /* it fired on a request: the acknowledgement is still to come */
+    enum proto_ack pending_ack;
+    enum proto_word pending_word;
+    char pending_ack_string[PROTO_VALUE_MAX];
+    size_t pending_ack_string_len;
 
     bool suspending;
 
@@ -214,5 +269,14 @@ void proto_status(const struct proto *p, struct proto_effects *out);
 /* The acknowledgement write to `key` from the last effects failed: what we read stays there
  * (for control/shutdown also when the answer was an ack string). */
 void proto_write_refused(struct proto *p, enum proto_key key);
+
+/* --- 7. Timed behaviour (version 1.2) ----------------------------------------------------- */
+
+/* The hang or the timer of the last effects is over: the next timed step. */
+void proto_on_timer(struct proto *p, struct proto_effects *out);
+
+/* The timed acknowledgement could not be written: control/shutdown no longer holds the request
+ * it answers. The instruction ends there, its action is dropped. */
+void proto_on_answer_lost(struct proto *p, struct proto_effects *out);
 
 #endif

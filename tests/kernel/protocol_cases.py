@@ -25,9 +25,14 @@ ACTION_LINE = {
 }
 
 
-def armed_json(ack: str, action: str) -> str:
-    """The canonical JSON the kernel publishes in data/test-vm/armed for this instruction."""
-    return json.dumps({"when": "onshutdown", "ack": ack, "action": action}, separators=(",", ":"))
+def armed_json(ack: str, action: str, **timing: int | str) -> str:
+    """The canonical JSON the kernel publishes in data/test-vm/armed for this instruction
+    (section 7's timed fields, when given, in the order hang_ms, ack_delay_ms, action_delay_ms)."""
+    fields: dict[str, int | str] = {"when": "onshutdown", "ack": ack, "action": action}
+    for name in ("hang_ms", "ack_delay_ms", "action_delay_ms"):
+        if timing.get(name):
+            fields[name] = timing[name]
+    return json.dumps(fields, separators=(",", ":"))
 
 
 # Section 3: invalid messages and the exact reason recorded in data/test-vm/last-error.
@@ -109,6 +114,42 @@ BOGUS: list[tuple[str, str | bytes, str]] = [
         "over 4096 bytes",
         '{"when":"now","action":"ignore","pad":"' + "p" * 4100 + '"}',
         "message too long at offset 4096",
+    ),
+    # Section 7 (1.2): the timed fields.
+    ("hang_ms negative", '{"when":"now","action":"ignore","hang_ms":-1}', "bad hang_ms: -1"),
+    ("hang_ms fraction", '{"when":"now","action":"ignore","hang_ms":1.5}', "bad hang_ms: 1.5"),
+    ("hang_ms exponent", '{"when":"now","action":"ignore","hang_ms":1e3}', "bad hang_ms: 1e3"),
+    (
+        "hang_ms over an hour",
+        '{"when":"now","action":"ignore","hang_ms":3600001}',
+        "bad hang_ms: 3600001",
+    ),
+    (
+        "hang_ms eight digits",
+        '{"when":"now","action":"ignore","hang_ms":10000000}',
+        "bad hang_ms: 10000000",
+    ),
+    ("hang_ms word", '{"when":"now","action":"ignore","hang_ms":"soon"}', "field hang_ms: string"),
+    ("hang_ms null", '{"when":"now","action":"ignore","hang_ms":null}', "field hang_ms: null"),
+    (
+        "action_delay_ms as a string",
+        '{"when":"now","action":"reboot","action_delay_ms":"5"}',
+        "field action_delay_ms: string",
+    ),
+    (
+        "action_delay_ms forever",
+        '{"when":"now","action":"reboot","action_delay_ms":"forever"}',
+        "field action_delay_ms: string",
+    ),
+    (
+        "ack_delay_ms negative",
+        '{"when":"onshutdown","ack":"ok","action":"ignore","ack_delay_ms":-5}',
+        "bad ack_delay_ms: -5",
+    ),
+    (
+        "duplicate ack_delay_ms",
+        '{"when":"onshutdown","ack":"ok","action":"ignore","ack_delay_ms":1,"ack_delay_ms":2}',
+        "duplicate field: ack_delay_ms",
     ),
     (
         "too many fields",

@@ -351,6 +351,12 @@ class Fx:
     armed: str | None = None
     last_error: str | None = None
     action: str = "none"
+    # Section 7: what the Xen side waits for next (hang/timer), and a late ack's condition.
+    wait: str | None = None
+    wait_ms: int = 0
+    wait_forever: bool = False
+    cancel_timer: bool = False
+    expect: str | None = None
 
     def as_driver_output(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reply": self.reply}
@@ -362,6 +368,15 @@ class Fx:
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         out["action"] = self.action
+        if self.wait is not None:
+            out["wait"] = self.wait
+            out["wait_ms"] = self.wait_ms
+            if self.wait_forever:
+                out["wait_forever"] = True
+        if self.cancel_timer:
+            out["cancel_timer"] = True
+        if self.expect is not None:
+            out["expect"] = self.expect
         return out
 
 
@@ -734,6 +749,221 @@ SCENARIOS: dict[str, list[Step]] = {
 }
 
 
+# Section 7 (1.2): timed behaviour. The Xen side hangs or sets its timer as `wait` says and calls
+# `timer` when it is over; a late acknowledgement is written only if the key still holds `expect`.
+TIMED = armed_json("ok", "poweroff", hang_ms=300, ack_delay_ms=500, action_delay_ms=700)
+SCENARIOS.update(
+    {
+        "timed: hang, late ack, delayed action, in that order": [
+            Step(
+                "testing",
+                '{"action_delay_ms":700,"ack_delay_ms":500,"hang_ms":300,'
+                '"when":"onshutdown","ack":"ok","action":"poweroff"}',
+                Fx(ack=True, console=(f"armed: {TIMED}",), state="armed", armed=TIMED),
+            ),
+            Step(
+                "shutdown",
+                "poweroff",
+                Fx(
+                    console=(
+                        "shutdown request: poweroff",
+                        f"armed instruction fires: {TIMED}",
+                        "hanging for 300 ms",
+                    ),
+                    state="ready",
+                    armed="",
+                    wait="hang",
+                    wait_ms=300,
+                ),
+            ),
+            Step(
+                "timer",
+                "",
+                Fx(console=("hang over", "acknowledging in 500 ms"), wait="timer", wait_ms=500),
+            ),
+            Step(
+                "timer",
+                "",
+                Fx(
+                    reply="clear",
+                    console=("delaying poweroff by 700 ms",),
+                    wait="timer",
+                    wait_ms=700,
+                    expect="poweroff",
+                ),
+            ),
+            Step("timer", "", Fx(console=("powering off",), action="poweroff")),
+            # Done: a stray timer does nothing.
+            Step("timer", "", NOTHING),
+        ],
+        "timed: a late ack string is written only over the request": [
+            arm_timed := Step(
+                "testing",
+                armed_json("busy", "reboot", ack_delay_ms=40),
+                Fx(
+                    ack=True,
+                    console=(f"armed: {armed_json('busy', 'reboot', ack_delay_ms=40)}",),
+                    state="armed",
+                    armed=armed_json("busy", "reboot", ack_delay_ms=40),
+                ),
+            ),
+            Step(
+                "shutdown",
+                "reboot",
+                Fx(
+                    console=(
+                        "shutdown request: reboot",
+                        f"armed instruction fires: {armed_json('busy', 'reboot', ack_delay_ms=40)}",
+                        "acknowledging in 40 ms",
+                    ),
+                    state="ready",
+                    armed="",
+                    wait="timer",
+                    wait_ms=40,
+                ),
+            ),
+            Step(
+                "timer",
+                "",
+                Fx(
+                    reply="write",
+                    reply_value="busy",
+                    console=("rebooting",),
+                    action="reboot",
+                    expect="reboot",
+                ),
+            ),
+            # The event of our own write is not a request.
+            Step("shutdown", "busy", NOTHING),
+        ],
+        "timed: the request gone before the late ack: nothing written, action dropped": [
+            arm_timed,
+            Step(
+                "shutdown",
+                "reboot",
+                Fx(
+                    console=(
+                        "shutdown request: reboot",
+                        f"armed instruction fires: {armed_json('busy', 'reboot', ack_delay_ms=40)}",
+                        "acknowledging in 40 ms",
+                    ),
+                    state="ready",
+                    armed="",
+                    wait="timer",
+                    wait_ms=40,
+                ),
+            ),
+            Step(
+                "answer-lost",
+                "",
+                Fx(console=("request gone before the late acknowledgement: reboot dropped",)),
+            ),
+            Step("timer", "", NOTHING),
+        ],
+        "timed: a request during the delay cancels the timed steps and is obeyed": [
+            Step(
+                "testing",
+                '{"when":"now","action":"reboot","action_delay_ms":2000}',
+                Fx(
+                    ack=True,
+                    console=("testing: now reboot", "delaying reboot by 2000 ms"),
+                    wait="timer",
+                    wait_ms=2000,
+                ),
+            ),
+            Step(
+                "shutdown",
+                "poweroff",
+                Fx(
+                    reply="clear",
+                    console=(
+                        "timed reboot cancelled",
+                        "shutdown request: poweroff",
+                        "powering off",
+                    ),
+                    action="poweroff",
+                    cancel_timer=True,
+                ),
+            ),
+            Step("timer", "", NOTHING),
+        ],
+        "timed: a valid message during the delay cancels; an invalid one does not": [
+            Step(
+                "testing",
+                '{"when":"now","action":"crash","action_delay_ms":10}',
+                Fx(
+                    ack=True,
+                    console=("testing: now crash", "delaying crash by 10 ms"),
+                    wait="timer",
+                    wait_ms=10,
+                ),
+            ),
+            bogus("nope", "not an object at offset 0"),
+            Step("timer", "", Fx(console=("crashing",), action="crash")),
+            Step(
+                "testing",
+                '{"when":"now","action":"crash","action_delay_ms":10}',
+                Fx(
+                    ack=True,
+                    console=("testing: now crash", "delaying crash by 10 ms"),
+                    wait="timer",
+                    wait_ms=10,
+                ),
+            ),
+            Step(
+                "testing",
+                '{"when":"now","action":"ignore"}',
+                Fx(
+                    ack=True,
+                    console=("timed crash cancelled", "testing: now ignore", "ignoring"),
+                    cancel_timer=True,
+                ),
+            ),
+        ],
+        "timed: hang for good": [
+            Step(
+                "testing",
+                '{"when":"now","action":"ignore","hang_ms":"forever"}',
+                Fx(
+                    ack=True,
+                    console=("testing: now ignore", "hanging for good"),
+                    wait="hang",
+                    wait_forever=True,
+                ),
+            ),
+        ],
+        "timed: ack_delay_ms is not even read with now; zeros are no timing": [
+            Step(
+                "testing",
+                '{"when":"now","action":"ignore","ack_delay_ms":"x","hang_ms":0}',
+                Fx(ack=True, console=("testing: now ignore", "ignoring")),
+            ),
+            Step(
+                "testing",
+                '{"when":"onshutdown","ack":"ok","action":"ignore","hang_ms":0,'
+                '"ack_delay_ms":0,"action_delay_ms":0}',
+                arm("ok", "ignore").expect,
+            ),
+            fired("ok", "ignore"),
+        ],
+        "timed: the longest delay is an hour; a delayed suspend suspends when it fires": [
+            Step(
+                "testing",
+                '{"when":"now","action":"suspend","action_delay_ms":3600000}',
+                Fx(
+                    ack=True,
+                    console=("testing: now suspend", "delaying suspend by 3600000 ms"),
+                    wait="timer",
+                    wait_ms=3600000,
+                ),
+            ),
+            Step("timer", "", Fx(console=("suspending",), state="suspending", action="suspend")),
+            Step("resume", "new", STATUS_AT_BOOT),
+        ],
+    }
+)
+
+
 for _name, _message, _reason in BOGUS:
     SCENARIOS[f"bogus {_name}"] = [
         arm("none", "ignore"),
@@ -760,6 +990,8 @@ def test_protocol_random_sequences_never_break_the_rules(host_build: Path) -> No
         *(armed_json(a, b) for a in ("ok", "none", "zz") for b in ACTIONS),
     ]
     pool += [json.dumps({"when": "now", "action": a}) for a in ACTIONS]
+    pool += [armed_json("ok", a, hang_ms=5, ack_delay_ms=5, action_delay_ms=5) for a in ACTIONS]
+    pool += [json.dumps({"when": "now", "action": a, "action_delay_ms": 9}) for a in ACTIONS]
     commands: list[str] = []
     for _ in range(3000):
         roll = rng.random()
@@ -770,7 +1002,9 @@ def test_protocol_random_sequences_never_break_the_rules(host_build: Path) -> No
             commands.append(f"shutdown {value.encode().hex()}")
         else:
             commands.append(
-                rng.choice(["resume new", "resume cancelled", "testing ", "shutdown-missing"])
+                rng.choice(
+                    ["resume new", "resume cancelled", "testing ", "shutdown-missing", "timer"]
+                )
             )
     results = run_driver(host_build, commands)
     for command, got in zip(commands, results, strict=True):

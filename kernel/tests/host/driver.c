@@ -10,6 +10,8 @@
  *   testing <hex>  | testing-missing
  *   refused shutdown|testing     proto_write_refused
  *   resume new|cancelled         proto_on_resume
+ *   timer                        proto_on_timer (a hang or a delay is over)
+ *   answer-lost                  proto_on_answer_lost
  *   json <hex>                   json_parse_object alone
  */
 #include <stdio.h>
@@ -95,6 +97,19 @@ static void print_effects(void)
     if (fx.update_last_error)
         field_string(&b, "last_error", fx.last_error, fx.last_error_len);
     field_string(&b, "action", proto_action_name(fx.action), strlen(proto_action_name(fx.action)));
+    /* Section 7's fields only when set, so the tables of 1.1 behaviour need not name them. */
+    if (fx.wait != PROTO_WAIT_NONE) {
+        field_string(&b, "wait", fx.wait == PROTO_WAIT_HANG ? "hang" : "timer",
+                     fx.wait == PROTO_WAIT_HANG ? 4 : 5);
+        kbuf_puts(&b, ",\"wait_ms\":");
+        kbuf_put_u64(&b, fx.wait_ms);
+        if (fx.wait_forever)
+            kbuf_puts(&b, ",\"wait_forever\":true");
+    }
+    if (fx.cancel_timer)
+        kbuf_puts(&b, ",\"cancel_timer\":true");
+    if (fx.answer_if_unchanged)
+        field_string(&b, "expect", fx.expect_value, fx.expect_len);
     kbuf_putc(&b, '}');
     if (b.truncated) {
         fprintf(stderr, "driver: output truncated\n");
@@ -183,6 +198,12 @@ int main(void)
             puts("{}");
         } else if (command(line, "resume")) {
             proto_on_resume(&proto, strcmp(arg, "new") == 0, &fx);
+            print_effects();
+        } else if (command(line, "timer")) {
+            proto_on_timer(&proto, &fx);
+            print_effects();
+        } else if (command(line, "answer-lost")) {
+            proto_on_answer_lost(&proto, &fx);
             print_effects();
         } else if (command(line, "json")) {
             size_t len = unhex(arg);
