@@ -752,6 +752,43 @@ SCENARIOS: dict[str, list[Step]] = {
 # Section 7 (1.2): timed behaviour. The Xen side hangs or sets its timer as `wait` says and calls
 # `timer` when it is over; a late acknowledgement is written only if the key still holds `expect`.
 TIMED = armed_json("ok", "poweroff", hang_ms=300, ack_delay_ms=500, action_delay_ms=700)
+
+
+def delayed_now(action: str, ms: int) -> Step:
+    """A valid `now` message with action_delay_ms: acknowledged, the timer set (section 7)."""
+    return Step(
+        "testing",
+        json.dumps({"when": "now", "action": action, "action_delay_ms": ms}, separators=(",", ":")),
+        Fx(
+            ack=True,
+            console=(f"testing: now {action}", f"delaying {action} by {ms} ms"),
+            wait="timer",
+            wait_ms=ms,
+        ),
+    )
+
+
+LATE_ACK = armed_json("busy", "reboot", ack_delay_ms=40)
+ARM_LATE_ACK = Step(
+    "testing",
+    LATE_ACK,
+    Fx(ack=True, console=(f"armed: {LATE_ACK}",), state="armed", armed=LATE_ACK),
+)
+FIRE_LATE_ACK = Step(
+    "shutdown",
+    "reboot",
+    Fx(
+        console=(
+            "shutdown request: reboot",
+            f"armed instruction fires: {LATE_ACK}",
+            "acknowledging in 40 ms",
+        ),
+        state="ready",
+        armed="",
+        wait="timer",
+        wait_ms=40,
+    ),
+)
 SCENARIOS.update(
     {
         "timed: hang, late ack, delayed action, in that order": [
@@ -797,31 +834,8 @@ SCENARIOS.update(
             Step("timer", "", NOTHING),
         ],
         "timed: a late ack string is written only over the request": [
-            arm_timed := Step(
-                "testing",
-                armed_json("busy", "reboot", ack_delay_ms=40),
-                Fx(
-                    ack=True,
-                    console=(f"armed: {armed_json('busy', 'reboot', ack_delay_ms=40)}",),
-                    state="armed",
-                    armed=armed_json("busy", "reboot", ack_delay_ms=40),
-                ),
-            ),
-            Step(
-                "shutdown",
-                "reboot",
-                Fx(
-                    console=(
-                        "shutdown request: reboot",
-                        f"armed instruction fires: {armed_json('busy', 'reboot', ack_delay_ms=40)}",
-                        "acknowledging in 40 ms",
-                    ),
-                    state="ready",
-                    armed="",
-                    wait="timer",
-                    wait_ms=40,
-                ),
-            ),
+            ARM_LATE_ACK,
+            FIRE_LATE_ACK,
             Step(
                 "timer",
                 "",
@@ -837,22 +851,8 @@ SCENARIOS.update(
             Step("shutdown", "busy", NOTHING),
         ],
         "timed: the request gone before the late ack: nothing written, action dropped": [
-            arm_timed,
-            Step(
-                "shutdown",
-                "reboot",
-                Fx(
-                    console=(
-                        "shutdown request: reboot",
-                        f"armed instruction fires: {armed_json('busy', 'reboot', ack_delay_ms=40)}",
-                        "acknowledging in 40 ms",
-                    ),
-                    state="ready",
-                    armed="",
-                    wait="timer",
-                    wait_ms=40,
-                ),
-            ),
+            ARM_LATE_ACK,
+            FIRE_LATE_ACK,
             Step(
                 "answer-lost",
                 "",
@@ -861,16 +861,7 @@ SCENARIOS.update(
             Step("timer", "", NOTHING),
         ],
         "timed: a request during the delay cancels the timed steps and is obeyed": [
-            Step(
-                "testing",
-                '{"when":"now","action":"reboot","action_delay_ms":2000}',
-                Fx(
-                    ack=True,
-                    console=("testing: now reboot", "delaying reboot by 2000 ms"),
-                    wait="timer",
-                    wait_ms=2000,
-                ),
-            ),
+            delayed_now("reboot", 2000),
             Step(
                 "shutdown",
                 "poweroff",
@@ -888,28 +879,10 @@ SCENARIOS.update(
             Step("timer", "", NOTHING),
         ],
         "timed: a valid message during the delay cancels; an invalid one does not": [
-            Step(
-                "testing",
-                '{"when":"now","action":"crash","action_delay_ms":10}',
-                Fx(
-                    ack=True,
-                    console=("testing: now crash", "delaying crash by 10 ms"),
-                    wait="timer",
-                    wait_ms=10,
-                ),
-            ),
+            delayed_now("crash", 10),
             bogus("nope", "not an object at offset 0"),
             Step("timer", "", Fx(console=("crashing",), action="crash")),
-            Step(
-                "testing",
-                '{"when":"now","action":"crash","action_delay_ms":10}',
-                Fx(
-                    ack=True,
-                    console=("testing: now crash", "delaying crash by 10 ms"),
-                    wait="timer",
-                    wait_ms=10,
-                ),
-            ),
+            delayed_now("crash", 10),
             Step(
                 "testing",
                 '{"when":"now","action":"ignore"}',
@@ -947,16 +920,7 @@ SCENARIOS.update(
             fired("ok", "ignore"),
         ],
         "timed: the longest delay is an hour; a delayed suspend suspends when it fires": [
-            Step(
-                "testing",
-                '{"when":"now","action":"suspend","action_delay_ms":3600000}',
-                Fx(
-                    ack=True,
-                    console=("testing: now suspend", "delaying suspend by 3600000 ms"),
-                    wait="timer",
-                    wait_ms=3600000,
-                ),
-            ),
+            delayed_now("suspend", 3600000),
             Step("timer", "", Fx(console=("suspending",), state="suspending", action="suspend")),
             Step("resume", "new", STATUS_AT_BOOT),
         ],
