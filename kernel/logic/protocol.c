@@ -108,7 +108,8 @@ void proto_init(struct proto *p)
 
 /* --- 2. control/shutdown: requests from the toolstack --------------------------------------- */
 
-/* Shutdown words a toolstack may write, in enum proto_word order (ignore is not one of them). */
+/* The words of `action` and control/shutdown, in enum proto_word order; `ignore` is a tester's
+ * word only: as a control/shutdown value it is an unknown request (section 2). */
 static const char *const word_names[] = {
     [PROTO_WORD_POWEROFF] = "poweroff", [PROTO_WORD_HALT] = "halt",
     [PROTO_WORD_REBOOT] = "reboot",     [PROTO_WORD_CRASH] = "crash",
