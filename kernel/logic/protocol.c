@@ -89,11 +89,7 @@ void proto_init(struct proto *p)
     p->armed_json[0] = '\0';
     p->armed_timing = (struct proto_timing){0};
     p->phase = PROTO_PHASE_IDLE;
-    p->pending = (struct proto_timing){0};
     p->pending_answers = false;
-    p->pending_ack = PROTO_ACK_OK;
-    p->pending_word = PROTO_WORD_IGNORE;
-    p->pending_ack_string_len = 0;
     p->suspending = false;
     p->shutdown_left = PROTO_LEFT_NOTHING;
     p->shutdown_own_write = false;
@@ -517,17 +513,17 @@ static void log_ms(struct event *ev, const char *prefix, unsigned ms, const char
 }
 
 /*
- * Section 7: run the pending steps of a fired instruction until one has to wait (hang, delay)
- * or the action ends it. `late`: called when a wait ended, so an acknowledgement written now
- * must not wipe a request written meanwhile.
+ * Section 7: run the steps of the instruction in armed_* that follow the wait `done` (IDLE: it
+ * has just fired or started), until one has to wait (hang, delay) or the action ends it. An
+ * acknowledgement after a wait must not wipe a request written meanwhile.
  */
-static void run_steps(struct event *ev, bool late)
+static void run_steps(struct event *ev, enum proto_phase done)
 {
     struct proto *p = ev->p;
     struct proto_effects *out = ev->out;
-    struct proto_timing *t = &p->pending;
+    const struct proto_timing *t = &p->armed_timing;
 
-    if (t->hang_ms || t->hang_forever) {
+    if (done < PROTO_PHASE_HANG && (t->hang_ms || t->hang_forever)) {
         if (t->hang_forever)
             kbuf_puts(&ev->console, "hanging for good\n");
         else
@@ -535,55 +531,36 @@ static void run_steps(struct event *ev, bool late)
         out->wait = PROTO_WAIT_HANG;
         out->wait_ms = t->hang_ms;
         out->wait_forever = t->hang_forever;
-        t->hang_ms = 0;
-        t->hang_forever = false;
         p->phase = PROTO_PHASE_HANG;
         return;
     }
     if (p->pending_answers) {
-        if (t->ack_delay_ms) {
+        if (done < PROTO_PHASE_ACK && t->ack_delay_ms) {
             log_ms(ev, "acknowledging in ", t->ack_delay_ms, " ms");
             out->wait = PROTO_WAIT_TIMER;
             out->wait_ms = t->ack_delay_ms;
-            t->ack_delay_ms = 0;
             p->phase = PROTO_PHASE_ACK;
             return;
         }
-        answer(ev, p->pending_ack, p->pending_ack_string, p->pending_ack_string_len);
+        answer(ev, p->armed_ack, p->armed_ack_string, p->armed_ack_string_len);
         p->pending_answers = false;
-        if (late && out->shutdown_reply != PROTO_REPLY_UNTOUCHED) {
+        if (done != PROTO_PHASE_IDLE && out->shutdown_reply != PROTO_REPLY_UNTOUCHED) {
             out->answer_if_unchanged = true;
             out->expect_value = p->shutdown_seen;
             out->expect_len = p->shutdown_seen_len;
         }
     }
-    if (t->action_delay_ms) {
+    if (done < PROTO_PHASE_ACTION && t->action_delay_ms) {
         kbuf_puts(&ev->console, "delaying ");
-        kbuf_puts(&ev->console, word_names[p->pending_word]);
+        kbuf_puts(&ev->console, word_names[p->armed_word]);
         log_ms(ev, " by ", t->action_delay_ms, " ms");
         out->wait = PROTO_WAIT_TIMER;
         out->wait_ms = t->action_delay_ms;
-        t->action_delay_ms = 0;
         p->phase = PROTO_PHASE_ACTION;
         return;
     }
     p->phase = PROTO_PHASE_IDLE;
-    perform(ev, word_action(p->pending_word));
-}
-
-/* Start an instruction's steps: the action with whatever timing it has (none: at once). */
-static void start_steps(struct event *ev, enum proto_word word, const struct proto_timing *timing,
-                        bool answers, enum proto_ack ack, const char *ack_string,
-                        size_t ack_string_len)
-{
-    struct proto *p = ev->p;
-
-    p->pending = *timing;
-    p->pending_word = word;
-    p->pending_answers = answers;
-    p->pending_ack = ack;
-    p->pending_ack_string_len = remember(p->pending_ack_string, ack_string, ack_string_len);
-    run_steps(ev, false);
+    perform(ev, word_action(p->armed_word));
 }
 
 /* A request or a valid message ends the timed steps still pending (section 7). */
@@ -594,7 +571,7 @@ static void cancel_steps(struct event *ev)
     if (p->phase == PROTO_PHASE_IDLE)
         return;
     kbuf_puts(&ev->console, "timed ");
-    kbuf_puts(&ev->console, word_names[p->pending_word]);
+    kbuf_puts(&ev->console, word_names[p->armed_word]);
     kbuf_puts(&ev->console, " cancelled\n");
     p->phase = PROTO_PHASE_IDLE;
     p->pending_answers = false;
@@ -611,8 +588,8 @@ static void fire_armed(struct event *ev)
     p->armed_json_len = 0;
     status_armed(ev);
     status_state(ev);
-    start_steps(ev, p->armed_word, &p->armed_timing, true, p->armed_ack, p->armed_ack_string,
-                p->armed_ack_string_len);
+    p->pending_answers = true;
+    run_steps(ev, PROTO_PHASE_IDLE);
 }
 
 void proto_on_testing(struct proto *p, const char *value, size_t len, bool present,
@@ -649,7 +626,10 @@ void proto_on_testing(struct proto *p, const char *value, size_t len, bool prese
         kbuf_puts(&ev.console, "testing: now ");
         kbuf_puts(&ev.console, word_names[msg.word]);
         kbuf_putc(&ev.console, '\n');
-        start_steps(&ev, msg.word, &msg.timing, false, PROTO_ACK_OK, NULL, 0);
+        /* The instruction whose steps run: disarm() left armed_* free for it. */
+        p->armed_word = msg.word;
+        p->armed_timing = msg.timing;
+        run_steps(&ev, PROTO_PHASE_IDLE);
     } else {
         arm(&ev, &msg);
     }
@@ -737,7 +717,7 @@ void proto_on_timer(struct proto *p, struct proto_effects *out)
     if (p->phase == PROTO_PHASE_HANG)
         kbuf_puts(&ev.console, "hang over\n");
     if (p->phase != PROTO_PHASE_IDLE)
-        run_steps(&ev, true);
+        run_steps(&ev, p->phase);
     end(&ev);
 }
 
@@ -747,7 +727,7 @@ void proto_on_answer_lost(struct proto *p, struct proto_effects *out)
 
     begin(&ev, p, out);
     kbuf_puts(&ev.console, "request gone before the late acknowledgement: ");
-    kbuf_puts(&ev.console, word_names[p->pending_word]);
+    kbuf_puts(&ev.console, word_names[p->armed_word]);
     kbuf_puts(&ev.console, " dropped\n");
     p->phase = PROTO_PHASE_IDLE;
     p->pending_answers = false;

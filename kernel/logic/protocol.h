@@ -164,7 +164,8 @@ struct proto_timing {
     unsigned action_delay_ms;
 };
 
-/* Where a fired instruction with timed steps is (section 7). */
+/* Where a fired instruction with timed steps is (section 7), in the order the steps run: each
+ * phase is the wait in progress, and the steps after it are still to come. */
 enum proto_phase {
     PROTO_PHASE_IDLE,     /* nothing pending */
     PROTO_PHASE_HANG,     /* hanging; then the acknowledgement delay */
@@ -186,6 +187,8 @@ enum proto_left {
  * parts a new domain invalidates.
  */
 struct proto {
+    /* The armed instruction; once it fired (or a `now` message started), the one whose timed
+     * steps run: a valid message or a request ends those steps before anything replaces it. */
     bool armed;
     enum proto_ack armed_ack;
     enum proto_word armed_word;
@@ -195,14 +198,9 @@ struct proto {
     size_t armed_json_len;
     struct proto_timing armed_timing;
 
-    /* A fired instruction still running its timed steps (section 7). */
+    /* Section 7: how far the instruction's timed steps are. */
     enum proto_phase phase;
-    struct proto_timing pending;
-    bool pending_answers;      /* it fired on a request: the acknowledgement is still to come */
-    enum proto_ack pending_ack;
-    enum proto_word pending_word;
-    char pending_ack_string[PROTO_VALUE_MAX];
-    size_t pending_ack_string_len;
+    bool pending_answers; /* it fired on a request: the acknowledgement is still to come */
 
     bool suspending;
 
