@@ -409,18 +409,8 @@ static int same_in_transaction(uint32_t tx, const char *path, bool present, size
  * conflicting write means the value read was not the last one, so the decision is redone.
  */
 static void handle_watch_once(int id);
+static void keep_decision(const char *path, enum proto_key key, int answer_err);
 static void carry_out(void);
-
-/* The transaction committed: the machine's new state is the real one; steps 2-6 follow. */
-static void keep_decision(const char *path, enum proto_key key, int answer_err)
-{
-    struct proto *done = proto;
-
-    proto = proto_next;
-    proto_next = done;
-    answer_key(path, key, answer_err);
-    carry_out();
-}
 static void handle_timer(void);
 /* xenstore_requests() and xenstore_round_trips() once the last event was answered. */
 static uint64_t answered_requests, answered_round_trips;
@@ -505,6 +495,17 @@ static void handle_watch_once(int id)
     answered_requests = xenstore_requests();
     answered_round_trips = xenstore_round_trips();
     keep_decision(path, testing ? PROTO_KEY_TESTING : PROTO_KEY_SHUTDOWN, answer_err);
+}
+
+/* The transaction committed: the machine's new state is the real one; steps 2-6 follow. */
+static void keep_decision(const char *path, enum proto_key key, int answer_err)
+{
+    struct proto *done = proto;
+
+    proto = proto_next;
+    proto_next = done;
+    answer_key(path, key, answer_err);
+    carry_out();
 }
 
 /*
