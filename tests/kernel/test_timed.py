@@ -53,37 +53,42 @@ def lines_between(guest: Guest, first: str, last: str) -> list[str]:
     return lines[start + 1 : lines.index(last, start)]
 
 
-def test_late_acknowledgement_then_delayed_action(make_guest: GuestFactory) -> None:
+def test_hang_late_ack_string_then_delayed_action(make_guest: GuestFactory) -> None:
+    """Every step in order. The event of the late ack string's own write is not a request: taken
+    for one, it would cancel the pending poweroff."""
     guest = make_guest("late-ack")
     give_testing(guest)
     send(
         guest,
         {
             "when": "onshutdown",
-            "ack": "ok",
+            "ack": "busy",
             "action": "poweroff",
+            "hang_ms": 1000,
             "ack_delay_ms": 2000,
             "action_delay_ms": 3000,
         },
     )
     assert guest.read("data/test-vm/armed") == (
-        '{"when":"onshutdown","ack":"ok","action":"poweroff",'
-        '"ack_delay_ms":2000,"action_delay_ms":3000}'
+        '{"when":"onshutdown","ack":"busy","action":"poweroff",'
+        '"hang_ms":1000,"ack_delay_ms":2000,"action_delay_ms":3000}'
     )
 
     written = time.monotonic()
     guest.write("control/shutdown", "poweroff")
     guest.wait_console(r"^acknowledging in 2000 ms$")
     assert guest.read("control/shutdown") == "poweroff", "acknowledged before its delay"
-    guest.wait_for_key("control/shutdown", "", timeout=30)
+    guest.wait_for_key("control/shutdown", "busy", timeout=30)
     acked = time.monotonic()
-    assert acked - written >= 2.0
+    assert acked - written >= 3.0
     assert guest.xl_state() and "s" not in guest.xl_state(), "acted before the action delay"
     guest.wait_console(r"^delaying poweroff by 3000 ms$")
     guest.wait_gone(timeout=60)
     assert time.monotonic() - acked >= 3.0 - EARLY_CHECK_S
     lines = protocol_lines(guest)
-    assert lines[-3:] == [
+    assert lines[-5:] == [
+        "hanging for 1000 ms",
+        "hang over",
         "acknowledging in 2000 ms",
         "delaying poweroff by 3000 ms",
         "powering off",
@@ -110,11 +115,23 @@ def test_request_gone_before_the_late_acknowledgement_is_not_answered(
     guest.wait_gone()
 
 
-def test_a_request_during_the_action_delay_cancels_it_and_is_obeyed(
+def test_a_message_or_a_request_during_the_action_delay_cancels_it(
     make_guest: GuestFactory,
 ) -> None:
     guest = make_guest("cancel")
     give_testing(guest)
+    domid = guest.domid()
+    send(guest, {"when": "now", "action": "reboot", "action_delay_ms": 60000})
+    guest.wait_console(r"^delaying reboot by 60000 ms$")
+    send(guest, {"when": "now", "action": "ignore"})
+    guest.wait_console(r"^ignoring$")
+    assert protocol_lines(guest)[-3:] == [
+        "timed reboot cancelled",
+        "testing: now ignore",
+        "ignoring",
+    ]
+    assert guest.domid() == domid
+
     send(guest, {"when": "now", "action": "crash", "action_delay_ms": 60000})
     guest.wait_console(r"^delaying crash by 60000 ms$")
     guest.write("control/shutdown", "poweroff")
