@@ -158,12 +158,18 @@ def lab(
     )
 
 
-@task(help={"out": "where to write the JSON report"})
-def bench(c: Context, out: str = "bench.json") -> None:
-    """Measure lab boot, kernel size and latencies; write a JSON report."""
-    from xen_test_lab.bench import run_bench
+@task(
+    help={
+        "out": "where to write the JSON report",
+        "only": "comma-separated parts: boot, kernel, scale (default: all)",
+    }
+)
+def bench(c: Context, out: str = "bench.json", only: str = "") -> None:
+    """Measure lab boot, kernel size and latencies, and a 500-VM scale run; write a JSON report."""
+    from xen_test_lab.bench import BENCH_PARTS, run_bench
 
-    raise SystemExit(run_bench(Path(out), kernel_builder=lambda: build(c)))
+    parts = tuple(p.strip() for p in only.split(",") if p.strip()) or BENCH_PARTS
+    raise SystemExit(run_bench(Path(out), kernel_builder=lambda: build(c), parts=parts))
 
 
 @task(

@@ -26,6 +26,7 @@ from .guest import Guest
 from .install import install
 from .kernel_source import KernelChoice, choose_kernel
 from .output import ProgressBar, key_values, print_json
+from .scale import MAX_COUNT, SCALE_MEMORY_MIB
 from .session import ConnectOptions, Session
 from .timeouts import GUEST_TIMEOUT, TOOLSTACK_TIMEOUT, Timeouts
 from .toolstack import MODES, Vm, within
@@ -235,6 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--destination",
         help="another host (xl: a name this host's dom0 and your ssh both know) or pool member "
         "(XAPI) for the migrate-to-destination row",
+    )
+    p = verb(
+        "scale",
+        "load generator: start COUNT test VMs, wait until each is ready, shut them all down "
+        "cleanly; latency percentiles and throughput (every VM it creates is destroyed)",
+        vm=False,
+    )
+    _kernel_options(p)
+    _mode_option(p)
+    p.add_argument("--count", type=int, required=True, help="how many VMs")
+    p.add_argument(
+        "--concurrency", type=int, default=4, help="VMs started (and shut down) at a time (4)"
+    )
+    p.add_argument(
+        "--memory", type=int, default=SCALE_MEMORY_MIB, help=f"MiB each ({SCALE_MEMORY_MIB})"
+    )
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=GUEST_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long each VM may take from its start until it is ready ({GUEST_TIMEOUT:g})",
     )
     return parser
 
@@ -472,6 +495,65 @@ def _list_scenarios(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+NO_TIMEOUT = {
+    "smoke": "every scenario has its own deadlines (the toolstack's and PROTOCOL.md's)",
+    "scale": "each VM has its own deadlines (--ready-timeout and the toolstack's)",
+}
+
+
+def check_scale_options(args: argparse.Namespace) -> None:
+    """Bad numbers are refused before connecting."""
+    if not 1 <= args.count <= MAX_COUNT:
+        raise UsageError(f"--count must be between 1 and {MAX_COUNT}")
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if args.memory < 4:
+        raise UsageError("--memory must be at least 4 MiB")
+    if not args.ready_timeout > 0:
+        raise UsageError("--ready-timeout must be a positive number of seconds")
+
+
+def cmd_scale(args: argparse.Namespace, session: Session, kernel: KernelChoice) -> int:
+    from .scale import as_json, passed, run_scale
+    from .scale_report import human_report
+
+    bars: dict[str, ProgressBar] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if not args.json:
+            bar = bars.setdefault(phase, ProgressBar.on_terminal(phase, total, unit="items"))
+            bar(done, total)
+
+    run = run_scale(
+        session,
+        kernel.path,
+        args.count,
+        concurrency=args.concurrency,
+        memory_mib=args.memory,
+        mode=args.mode,
+        ready_timeout=args.ready_timeout,
+        upload_progress=None if args.json else ProgressBar.on_terminal("upload"),
+        progress=progress,
+    )
+    report = as_json(run)
+    if args.json:
+        print_json(report)
+    else:
+        print(human_report(report))
+    if report["left_behind"]:
+        report_error(PROG, f"VMs left behind on {session.host.name}: {report['left_behind']}")
+    elif not passed(report):
+        report_error(
+            PROG,
+            f"{report['failed']} of {report['count']} VMs failed (first: "
+            f"{report['failures'][0]['name']}, {report['failures'][0]['phase']}: "
+            f"{report['failures'][0]['error']})"
+            if report["failures"]
+            else "not every VM was shut down",
+        )
+    return ExitCode.OK if passed(report) else ExitCode.FAILED
+
+
 SESSION_COMMANDS: dict[str, Callable[[argparse.Namespace, Session, Timeouts], int]] = {
     "start": cmd_start,
     "status": cmd_status,
@@ -496,12 +578,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
+    if args.command in NO_TIMEOUT and args.timeout is not None:
+        raise UsageError(f"{args.command} does not take --timeout: {NO_TIMEOUT[args.command]}")
+    if args.command == "scale":
+        check_scale_options(args)
     if args.command == "smoke":
-        if args.timeout is not None:
-            raise UsageError(
-                "smoke does not take --timeout: every scenario has its own deadlines "
-                "(the toolstack's and PROTOCOL.md's)"
-            )
         if args.list:
             return _list_scenarios(args)
         smoke_selection(args, None)
@@ -510,11 +591,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     options = _options(args)
     # From here on the command's --timeout runs: the password prompt above is not the host's time.
     timeouts = Timeouts(args.timeout)
-    if args.command == "smoke":
+    if args.command in ("smoke", "scale"):
         if not options.host:
             raise UsageError("no host given (--host HOST or XEN_TEST_VM_HOST)")
         kernel = choose_kernel(args.kernel, args.release, quiet=args.json)
         with Session(options) as session:
+            if args.command == "scale":
+                return cmd_scale(args, session, kernel)
             return cmd_smoke(args, session, kernel)
     if args.command == "install":
         if not options.host:

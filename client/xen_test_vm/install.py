@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import SSHError, UsageError
 from .kernel_source import check_kernel
+from .reaper import Reaper
 from .remote import Progress
 from .session import Session
 from .timeouts import Timeouts
@@ -23,6 +25,22 @@ def upload_kernel(
     session.host.run(["mkdir", "-p", directory], idempotent=True)
     session.host.copy_in(kernel, remote, progress)
     return remote
+
+
+def upload_run_kernel(
+    session: Session, reaper: Reaper, kernel: Path, progress: Progress | None, run: str
+) -> str:
+    """Upload a kernel of the run's own (removed by the reaper when the run ends): a run must
+    not replace the one `install` put there. On failure the reaper is closed too."""
+    kernel_name = f"test-vm.{run}-{reaper.run_id}.xen.gz"
+    try:
+        directory = session.toolstack.kernel_dir()
+        reaper.register("kernel", [["rm", "-f", f"{directory}/{kernel_name}"]])
+        return upload_kernel(session, kernel, progress, kernel_name)
+    except BaseException:
+        with contextlib.suppress(SSHError, OSError):
+            reaper.close()
+        raise
 
 
 def install(

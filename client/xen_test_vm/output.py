@@ -49,8 +49,11 @@ class ProgressBar:
 
     WIDTH = 30
 
-    def __init__(self, label: str, total: int = 0, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, total: int = 0, stream: TextIO | None = None, *, unit: str = "bytes"
+    ) -> None:
         self.label = label
+        self.unit = unit
         self.total = max(total, 0)
         self.done = 0
         self.stream = stream
@@ -58,9 +61,9 @@ class ProgressBar:
         self._finished = False
 
     @classmethod
-    def on_terminal(cls, label: str, total: int = 0) -> ProgressBar:
-        """A bar on stderr if it is a terminal, else a silent one."""
-        return cls(label, total, progress_stream())
+    def on_terminal(cls, label: str, total: int = 0, *, unit: str = "bytes") -> ProgressBar:
+        """A bar on stderr if it is a terminal, else a silent one (unit: bytes or items)."""
+        return cls(label, total, progress_stream(), unit=unit)
 
     def __call__(self, done: int, total: int) -> None:
         self.total = max(total, 0)
@@ -69,7 +72,7 @@ class ProgressBar:
             self.finish()
 
     def advance(self, count: int) -> None:
-        """Record count more bytes; redraw at most ten times a second."""
+        """Record count more bytes (or items); redraw at most ten times a second."""
         self.done += count
         now = time.monotonic()
         if self.stream is not None and (now - self._last_draw >= 0.1 or self.done >= self.total):
@@ -83,11 +86,15 @@ class ProgressBar:
             fraction = min(self.done / self.total, 1.0)
             filled = int(fraction * self.WIDTH)
             bar = "#" * filled + "-" * (self.WIDTH - filled)
-            text = f"{self.label} [{bar}] {fraction:4.0%} {_kib(self.done)}/{_kib(self.total)}"
+            text = f"{self.label} [{bar}] {fraction:4.0%} {self._amount(self.done)}/"
+            text += self._amount(self.total)
         else:
-            text = f"{self.label} {_kib(self.done)}"
+            text = f"{self.label} {self._amount(self.done)}"
         self.stream.write("\r" + text)
         self.stream.flush()
+
+    def _amount(self, count: int) -> str:
+        return _kib(count) if self.unit == "bytes" else str(count)
 
     def finish(self) -> None:
         """End the bar's line (once)."""

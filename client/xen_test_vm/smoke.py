@@ -20,7 +20,7 @@ from .errors import (
     UsageError,
 )
 from .guest import Guest
-from .install import upload_kernel
+from .install import upload_run_kernel
 from .reaper import Reaper
 from .session import Session, member_options
 from .toolstack import Vm, VmSpec, default_mode
@@ -117,10 +117,9 @@ class Context:
             other_config={"xen-test-vm": self.run_id},
             mode=self.mode,
         )
-        vm = ts.define(spec)
+        vm = ts.define_guarded(spec, lambda vm: self.reaper.register(name, ts.cleanup_commands(vm)))
         with self.lock:
             self.created[name] = TestVm(vm, Guest(self.session.xs, -1), spec)
-        self.reaper.register(name, ts.cleanup_commands(vm))
         ts.start(vm)
         test_vm = self.refresh(self.created[name])
         test_vm.guest.wait_state("ready")
@@ -244,16 +243,7 @@ def run_smoke(
     (background) ones alongside. Results are reported as they finish, returned in matrix order.
     """
     reaper = Reaper(session.host)
-    # A kernel of its own: the run must not replace the one `install` put there.
-    kernel_name = f"test-vm.smoke-{reaper.run_id}.xen.gz"
-    try:
-        directory = session.toolstack.kernel_dir()
-        reaper.register("kernel", [["rm", "-f", f"{directory}/{kernel_name}"]])
-        remote_kernel = upload_kernel(session, Path(kernel_file), upload_progress, kernel_name)
-    except BaseException:
-        with contextlib.suppress(SSHError, OSError):
-            reaper.close()
-        raise
+    remote_kernel = upload_run_kernel(session, reaper, Path(kernel_file), upload_progress, "smoke")
     ctx = Context(
         session,
         reaper,

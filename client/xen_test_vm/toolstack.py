@@ -96,6 +96,11 @@ class Toolstack(ABC):
         """Whether anything of the VM is left: its registration or a domain under its name."""
         return self.find(vm.name) is not None or self.domid(vm) is not None
 
+    def planned_vm(self, name: str) -> Vm | None:
+        """The handle define() will give a VM of this name, if it is known beforehand (then
+        its cleanup can be registered before anything exists on the host)."""
+        return None
+
     @abstractmethod
     def define(self, spec: VmSpec) -> Vm:
         """Register the VM (or update the one with that name)."""
@@ -167,6 +172,17 @@ class Toolstack(ABC):
     @abstractmethod
     def cleanup_commands(self, vm: Vm) -> list[list[str]]:
         """Commands that destroy and forget the VM, run by the reaper if the client vanishes."""
+
+    def define_guarded(self, spec: VmSpec, register: Callable[[Vm], None]) -> Vm:
+        """define(), with the VM's cleanup handed to register (the reaper's) before the VM
+        exists where the handle is known beforehand (xl), else right after (XAPI's uuid)."""
+        planned = self.planned_vm(spec.name)
+        if planned is not None:
+            register(planned)
+        vm = self.define(spec)
+        if planned is None or planned != vm:
+            register(vm)
+        return vm
 
     def destroy(self, vm: Vm) -> None:
         """Hard shutdown if it runs, then forget it."""

@@ -92,9 +92,13 @@ class XlToolstack(Toolstack):
         remote_dir: str = DEFAULT_DIR,
         state_dir: str | None = None,
         xenstore: Callable[[], Xenstore] | None = None,
+        domid_lookup: Callable[[Xenstore, str], list[int]] = find_domids_by_name,
     ) -> None:
         super().__init__(host)
         self.xenstore = xenstore
+        # How a name becomes domids: a scan of every domain's name unless the caller keeps an
+        # index (the load generator's hundreds of domains).
+        self.domid_lookup = domid_lookup
         self.remote_dir = remote_dir.rstrip("/") or "/"
         # Save images are big: smoke runs put them into their own scratch directory.
         self.state_dir = state_dir or f"{self.remote_dir}/saved"
@@ -126,6 +130,10 @@ class XlToolstack(Toolstack):
         if self.host.run(["test", "-f", path], check=False, idempotent=True).returncode == 0:
             return Vm(name=name, ref=path)
         return None
+
+    def planned_vm(self, name: str) -> Vm | None:
+        """The config path follows from the name."""
+        return Vm(name=name, ref=self.config_path(name))
 
     def define(self, spec: VmSpec) -> Vm:
         """Write (or rewrite) the VM's xl config atomically."""
@@ -163,7 +171,7 @@ class XlToolstack(Toolstack):
     def domid(self, vm: Vm) -> int | None:
         """The domain running under the VM's name (xenstore when available: no process to start)."""
         if self.xenstore is not None:
-            found = find_domids_by_name(self.xenstore(), vm.name)
+            found = self.domid_lookup(self.xenstore(), vm.name)
             return found[0] if found else None
         for dom in self.domains():
             if dom.get("config", {}).get("c_info", {}).get("name") == vm.name:

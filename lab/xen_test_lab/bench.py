@@ -98,27 +98,40 @@ def _run_sections(host: LabHost, kernel_image: Path | None, report: Report) -> N
         module.measure(host, kernel_image, report)
 
 
-def run_bench(out: Path, kernel_builder: Callable[[], object] | None = None, boots: int = 3) -> int:
-    """Run every benchmark and write the JSON report to `out`; returns an exit status."""
+BENCH_PARTS = ("boot", "kernel", "scale")
+
+
+def run_bench(
+    out: Path,
+    kernel_builder: Callable[[], object] | None = None,
+    boots: int = 3,
+    parts: tuple[str, ...] = BENCH_PARTS,
+) -> int:
+    """Run the benchmarks of `parts` and write the JSON report to `out`; returns an exit status.
+
+    boot: dom0 ready time; kernel: size, latencies, migration, on both xenstoreds; scale: the
+    load generator's 500-VM run.
+    """
+    unknown = sorted(set(parts) - set(BENCH_PARTS))
+    if unknown:
+        report_error("bench", f"unknown part {', '.join(unknown)}: choose from {BENCH_PARTS}")
+        return 2
     report: Report = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     report["machine"] = _machine()
     try:
-        report["lab"], _ = measure_lab_boot(boots)
+        if "boot" in parts:
+            report["lab"], _ = measure_lab_boot(boots)
         kernel_image: Path | None = None
         if kernel_builder is not None:
             kernel_builder()
             candidate = Path(os.environ.get("XEN_TEST_VM_ROOT", ".")) / "build" / "test-vm.xen.gz"
             kernel_image = candidate if candidate.exists() else None
-        # The shadow-paging hypervisor: PV live migration needs it (issue 10).
-        with running_lab(hypervisor=BENCH_HYPERVISOR) as host:
-            report["xen"] = _xen_report(host)
-            _run_sections(host, kernel_image, report)
-        if kernel_image is not None:
-            from .bench_kernel import measure_acks
+        if "kernel" in parts:
+            _kernel_parts(kernel_image, report)
+        if "scale" in parts and kernel_image is not None:
+            from .bench_scale import measure_scale
 
-            # XenServer's and XCP-ng's xenstored: the acknowledgement latencies again on it.
-            with running_lab(hypervisor=BENCH_HYPERVISOR, xenstored="oxenstored") as host:
-                report["oxenstored"] = measure_acks(host, kernel_image)
+            report["scale"] = measure_scale(kernel_image)
     except LabError as exc:
         report_error("bench", str(exc))
         return 1
@@ -126,3 +139,16 @@ def run_bench(out: Path, kernel_builder: Callable[[], object] | None = None, boo
     print(json.dumps(report, indent=2))
     print(f"bench: report written to {out}", file=sys.stderr)
     return 0
+
+
+def _kernel_parts(kernel_image: Path | None, report: Report) -> None:
+    # The shadow-paging hypervisor: PV live migration needs it (issue 10).
+    with running_lab(hypervisor=BENCH_HYPERVISOR) as host:
+        report["xen"] = _xen_report(host)
+        _run_sections(host, kernel_image, report)
+    if kernel_image is not None:
+        from .bench_kernel import measure_acks
+
+        # XenServer's and XCP-ng's xenstored: the acknowledgement latencies again on it.
+        with running_lab(hypervisor=BENCH_HYPERVISOR, xenstored="oxenstored") as host:
+            report["oxenstored"] = measure_acks(host, kernel_image)

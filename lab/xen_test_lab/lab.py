@@ -269,6 +269,7 @@ def boot(
     detached: bool = False,
     hypervisor: str = DEFAULT_HYPERVISOR,
     xenstored: str = DEFAULT_XENSTORED,
+    dom0_mib: int = qemu.DOM0_MIB,
 ) -> tuple[qemu.QemuProcess, LabHost]:
     """Build (if needed) and boot the lab; return the QEMU process and a ready host handle.
 
@@ -279,10 +280,8 @@ def boot(
     """
     require_xenstored(xenstored)
     qemu.require_qemu()
-    if memory_mib < qemu.DOM0_MIB + 256:
-        raise LabError(
-            f"--memory must be at least {qemu.DOM0_MIB + 256} MiB (dom0 has {qemu.DOM0_MIB})"
-        )
+    if memory_mib < dom0_mib + 256:
+        raise LabError(f"--memory must be at least {dom0_mib + 256} MiB (dom0 has {dom0_mib})")
     qemu.require_memory(memory_mib)
     if port is None:
         port = qemu.free_port()
@@ -295,7 +294,15 @@ def boot(
 
     def start(accel: str) -> qemu.QemuProcess:
         return qemu.start(
-            image.xen, image.dom0_kernel, initrd, run_dir, port, accel, memory_mib, detached
+            image.xen,
+            image.dom0_kernel,
+            initrd,
+            run_dir,
+            port,
+            accel,
+            memory_mib,
+            detached,
+            dom0_mib=dom0_mib,
         )
 
     process = start(chosen)
@@ -356,6 +363,7 @@ def running_lab(
     memory_mib: int = qemu.GUEST_RAM_MIB,
     hypervisor: str = DEFAULT_HYPERVISOR,
     xenstored: str = DEFAULT_XENSTORED,
+    dom0_mib: int = qemu.DOM0_MIB,
 ) -> Iterator[LabHost]:
     """Boot the lab for the duration of the block; QEMU is always stopped on the way out."""
     with tempfile.TemporaryDirectory(prefix="xen-lab-") as tmp:
@@ -367,6 +375,7 @@ def running_lab(
             memory_mib=memory_mib,
             hypervisor=hypervisor,
             xenstored=xenstored,
+            dom0_mib=dom0_mib,
         )
         try:
             yield host

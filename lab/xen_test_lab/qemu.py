@@ -20,6 +20,8 @@ from .errors import LabError
 QEMU = "qemu-system-x86_64"
 GUEST_RAM_MIB = 1536
 DOM0_MIB = 512
+
+
 # smap=0: dom0 crashes at its first bounced page fault under TCG otherwise (LAB-NOTES).
 # pcid=0: with PCID, dom0 processes under TCG read stale mappings now and then (segfaults and
 # "corrupted double-linked list" in xl, busybox, sshd; 2 of 45 parallel `xl create`s failed);
@@ -27,10 +29,14 @@ DOM0_MIB = 512
 # spec-ctrl=eager-fpu: with Xen's lazy FPU switching, TCG corrupts a vCPU's SSE state across
 # vCPU switches; dom0's heap broke now and then ("corrupted double-linked list", xl's
 # monitoring child dying during parallel `xl create`s, xenstored going silent under the client).
-XEN_ARGS = (
-    f"console=com1 com1=115200,8n1 dom0_mem={DOM0_MIB}M,max:{DOM0_MIB}M noreboot smap=0 "
-    "pcid=0 spec-ctrl=eager-fpu bootscrub=false loglvl=all guest_loglvl=all"
-)
+def xen_args(dom0_mib: int = DOM0_MIB) -> str:
+    """Xen's command line, dom0 given dom0_mib MiB."""
+    return (
+        f"console=com1 com1=115200,8n1 dom0_mem={dom0_mib}M,max:{dom0_mib}M noreboot smap=0 "
+        "pcid=0 spec-ctrl=eager-fpu bootscrub=false loglvl=all guest_loglvl=all"
+    )
+
+
 DOM0_ARGS = "console=hvc0 rdinit=/init quiet"
 READY_MARK = "XEN-LAB-READY"
 FAILED_MARK = "XEN-LAB-FAILED"
@@ -174,6 +180,7 @@ def start(
     memory_mib: int = GUEST_RAM_MIB,
     detached: bool = False,
     extra_args: Sequence[str] = (),
+    dom0_mib: int = DOM0_MIB,
 ) -> QemuProcess:
     """Start QEMU with Xen and dom0; SSH is forwarded from 127.0.0.1:port only. extra_args:
     more devices (the two-host lab's link between its dom0s)."""
@@ -186,7 +193,7 @@ def start(
         qemu, "-nodefaults", "-display", "none", "-no-reboot",
         "-accel", tcg_threads(accel), "-cpu", cpu, "-m", str(memory_mib), "-smp", "2",
         "-serial", f"file:{console_log}", "-monitor", "none",
-        "-kernel", str(xen), "-append", XEN_ARGS,
+        "-kernel", str(xen), "-append", xen_args(dom0_mib),
         "-initrd", f"{_escape(str(dom0_kernel))} {DOM0_ARGS},{_escape(str(initrd))}",
         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", "e1000,netdev=net0",

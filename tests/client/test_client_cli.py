@@ -20,7 +20,7 @@ from tests.client.conftest import CONSOLE_SCRIPT, ROOT, one_error_line, xen_test
 
 VERBS = [
     "install", "start", "status", "send", "request", "shutdown", "reboot", "suspend", "resume",
-    "checkpoint", "migrate", "destroy", "smoke",
+    "checkpoint", "migrate", "destroy", "smoke", "scale",
 ]  # fmt: skip
 
 
@@ -180,3 +180,21 @@ def test_a_checkout_without_a_build_is_told_how_to_get_a_kernel(tmp_path: Path) 
 def test_smoke_refuses_a_timeout_it_could_not_honour() -> None:
     proc = xen_test_vm("--host", "no-such-host.invalid", "--timeout", "5", "smoke")
     assert "smoke does not take --timeout" in one_error_line(proc, ExitCode.USAGE)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--count", "0"], "--count must be between 1 and 10000"),
+        (["--count", "3", "--concurrency", "0"], "--concurrency must be at least 1"),
+        (["--count", "3", "--memory", "2"], "--memory must be at least 4 MiB"),
+        (["--count", "3", "--ready-timeout", "0"], "--ready-timeout must be a positive"),
+        (["--count", "3", "--timeout", "5"], "scale does not take --timeout"),
+        (["--count", "many"], "argument --count: invalid int value: 'many'"),
+        ([], "the following arguments are required: --count"),
+    ],
+)
+def test_scale_refuses_bad_numbers_before_connecting(args: list[str], message: str) -> None:
+    proc = xen_test_vm("--host", "no-such-host.invalid", "scale", *args)
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -57,8 +57,10 @@ def popen_cli(lab: LabHost, *args: str) -> subprocess.Popen[str]:
 
 def leftovers(lab: LabHost, prefix: str = "xtvm-") -> list[str]:
     """Test-VM domains (by name) and config files (by file name) still on the host."""
+    # A domain listed may be gone by the time its name is read (the reaper is destroying them).
     names = lab.run(
-        "xenstore-list /local/domain | while read d; do xenstore-read /local/domain/$d/name; done"
+        "xenstore-list /local/domain | while read d; do "
+        "xenstore-read /local/domain/$d/name 2>/dev/null || true; done"
     ).stdout.splitlines()
     configs = lab.run("ls /var/lib/xen-test-vm/vms 2>/dev/null || true").stdout.splitlines()
     file_prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", prefix)

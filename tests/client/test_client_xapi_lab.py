@@ -16,7 +16,7 @@ from xen_test_lab import xapi_lab
 from xen_test_lab.lab import LabHost
 from xen_test_vm.errors import ExitCode
 
-from tests.client.test_client_lab import cli
+from tests.client.test_client_lab import cli, leftovers
 
 pytestmark = pytest.mark.lab
 
@@ -70,3 +70,18 @@ def test_xapi_down_is_refused_not_taken_for_xl(xapi_host: LabHost) -> None:
         assert proc.stderr.count("\n") == 1 and "XAPI_NOT_RUNNING" in proc.stderr
     finally:
         xapi_lab.start(xapi_host)
+
+
+def test_xapi_scale_through_the_emulator(xapi_host: LabHost, client_kernel: Path) -> None:
+    """The load generator through XenAPI: VM.create/start/clean_shutdown/destroy per VM."""
+    proc = cli(
+        xapi_host, "scale", "--kernel", str(client_kernel), "--count", "4", "--concurrency",
+        "2", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert (report["toolstack"], report["mode"]) == ("xapi", "pvh")
+    assert (report["ready"], report["shut_down"], report["failed"]) == (4, 4, 0)
+    prefix = f"xtvm-{report['run_id']}"
+    assert prefix not in xapi_host.run("xe vm-list").stdout
+    assert leftovers(xapi_host, prefix) == []
