@@ -192,6 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--when", choices=protocol.WHEN)
     p.add_argument("--action", choices=protocol.ACTIONS)
     p.add_argument("--ack", help="ok, none, delete or any other string (with --when onshutdown)")
+    timed = p.add_argument_group("timed behaviour (PROTOCOL.md section 7, milliseconds)")
+    timed.add_argument(
+        "--hang-ms",
+        metavar="MS",
+        help="when it fires, stop answering xenstore and the console this long (or 'forever')",
+    )
+    timed.add_argument(
+        "--ack-delay-ms", type=int, default=0, metavar="MS", help="acknowledge this much later"
+    )
+    timed.add_argument(
+        "--action-delay-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="act this long after the acknowledgement (now: after reading the message)",
+    )
 
     p = verb("request", "write a word to control/shutdown and report how the guest answered it")
     p.add_argument(
@@ -329,16 +345,33 @@ def cmd_start(args: argparse.Namespace, session: Session, timeouts: Timeouts) ->
 
 def send_message(args: argparse.Namespace) -> str:
     """The control/testing message from the arguments (checked before connecting)."""
+    timed = args.hang_ms is not None or args.ack_delay_ms or args.action_delay_ms
     if args.message is not None:
-        if args.when or args.action or args.ack:
-            raise UsageError("give either a raw message or --when/--action/--ack, not both")
+        if args.when or args.action or args.ack or timed:
+            raise UsageError("give either a raw message or the options that build one, not both")
         return str(args.message)
     if not (args.when and args.action):
         raise UsageError("give a raw message, or --when and --action (and --ack with onshutdown)")
+    hang: int | str = 0
+    if args.hang_ms is not None:
+        hang = args.hang_ms if args.hang_ms == protocol.FOREVER else _whole_ms(args.hang_ms)
     try:
-        return protocol.Instruction(args.when, args.action, args.ack).to_json()
+        return protocol.Instruction(
+            args.when,
+            args.action,
+            args.ack,
+            hang_ms=hang,
+            ack_delay_ms=args.ack_delay_ms,
+            action_delay_ms=args.action_delay_ms,
+        ).to_json()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _whole_ms(text: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"--hang-ms must be a whole number of milliseconds or 'forever': {text!r}")
+    return int(text)
 
 
 def _guest_of(args: argparse.Namespace, session: Session, timeouts: Timeouts) -> tuple[Vm, Guest]:

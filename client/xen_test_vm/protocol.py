@@ -16,6 +16,10 @@ SHUTDOWN_REQUESTS = ("poweroff", "halt", "reboot", "crash", "suspend")
 ACTIONS = (*SHUTDOWN_REQUESTS, "ignore")
 WHEN = ("now", "onshutdown")
 MAX_MESSAGE = 4096
+# Section 7 (1.2): the timed fields, in the order the kernel's canonical JSON puts them.
+TIMED_FIELDS = ("hang_ms", "ack_delay_ms", "action_delay_ms")
+MAX_DELAY_MS = 3_600_000
+FOREVER = "forever"
 
 When = Literal["now", "onshutdown"]
 
@@ -27,8 +31,18 @@ class Instruction:
     when: str
     action: str
     ack: str | None = None
+    hang_ms: int | str = 0  # or FOREVER
+    ack_delay_ms: int = 0
+    action_delay_ms: int = 0
 
     def __post_init__(self) -> None:
+        for name in TIMED_FIELDS:
+            value = getattr(self, name)
+            if name == "hang_ms" and value == FOREVER:
+                continue
+            if not isinstance(value, int) or not 0 <= value <= MAX_DELAY_MS:
+                forever = ' or "forever"' if name == "hang_ms" else ""
+                raise ValueError(f"{name} must be 0 to {MAX_DELAY_MS} ms{forever}, not {value!r}")
         if self.when not in WHEN:
             raise ValueError(f"when must be one of {', '.join(WHEN)}, not {self.when!r}")
         if self.action not in ACTIONS:
@@ -38,9 +52,14 @@ class Instruction:
 
     def to_json(self) -> str:
         """Compact JSON, the form the kernel reads."""
-        body: dict[str, str] = {"when": self.when, "ack": self.ack or "ok", "action": self.action}
+        body: dict[str, str | int] = {
+            "when": self.when,
+            "ack": self.ack or "ok",
+            "action": self.action,
+        }
         if self.when == "now":
             del body["ack"]
+        body |= {name: getattr(self, name) for name in TIMED_FIELDS if getattr(self, name)}
         text = json.dumps(body, separators=(",", ":"))
         if len(text) > MAX_MESSAGE or not text.isascii():
             raise ValueError("instruction does not fit a xenstore value (4096 ASCII bytes)")
@@ -58,6 +77,7 @@ class Instruction:
             armed.get("when") == self.when
             and armed.get("action") == self.action
             and (self.when == "now" or armed.get("ack") == self.ack)
+            and all(armed.get(name, 0) == getattr(self, name) for name in TIMED_FIELDS)
         )
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
-from .errors import ToolstackError
+from .errors import GuestTimeout, ToolstackError
 from .guest import ACKED, DELETED, GONE, Guest
-from .protocol import Instruction
+from .protocol import FOREVER, Instruction
 from .reaper import Reaper
 from .smoke import Context, Scenario, ScenarioFailed, ScenarioSkipped, TestVm, expect
 from .xapi import XapiToolstack
@@ -14,6 +15,10 @@ from .xl import ACK_FAILURE, XlToolstack
 
 IGNORE_OK = Instruction("onshutdown", "ignore", "ok")
 STOP_WAIT = 60.0
+# Well inside every toolstack's acknowledgement timeout (xenopsd 60 s, libxl 60 s).
+LATE_ACK_MS = 5000
+# How long a guest told to hang is given to answer a message it must not answer.
+HUNG_PROBE = 3.0
 XL_REASON = {"poweroff": 0, "reboot": 1, "suspend": 2, "crash": 3}
 
 # ---------------------------------------------------------------- helpers
@@ -395,6 +400,40 @@ def _armed_reboot_on_poweroff(after: dict[str, str]) -> Scenario:
     )
 
 
+def late_ack_inside_timeout(ctx: Context) -> str:
+    tv = _fresh(ctx, "late-ack")
+    tv.guest.instruct(Instruction("onshutdown", "poweroff", "ok", ack_delay_ms=LATE_ACK_MS))
+    tv.guest.wait_state("armed")
+    started = time.monotonic()
+    ctx.session.toolstack.clean_shutdown(tv.vm)
+    took = time.monotonic() - started
+    expect(
+        took >= LATE_ACK_MS / 1000,
+        f"the clean shutdown returned after {took:.1f} s, before the guest acknowledged it",
+    )
+    detail = _expect_stop(ctx, tv, "poweroff")
+    ctx.destroy(tv)
+    return f"{detail}; acknowledged {LATE_ACK_MS} ms late, the shutdown took {took:.1f} s"
+
+
+def hung_guest_hard_shutdown(ctx: Context) -> str:
+    tv = _fresh(ctx, "hung")
+    tv.guest.instruct(Instruction("onshutdown", "ignore", "none", hang_ms=FOREVER))
+    tv.guest.wait_state("armed")
+    tv.guest.write_shutdown("poweroff")
+    try:
+        tv.guest.send_testing(Instruction("now", "ignore").to_json(), HUNG_PROBE)
+    except GuestTimeout:
+        pass
+    else:
+        raise ScenarioFailed("the guest still answered control/testing after it was told to hang")
+    ctx.session.toolstack.hard_shutdown(tv.vm)
+    state = ctx.session.toolstack.power_state(tv.vm)
+    expect(state == "halted", f"power state {state} after the hard shutdown of a hung guest")
+    ctx.destroy(tv)
+    return f"silent for {HUNG_PROBE:g} s, then destroyed: power state {state}"
+
+
 def clean_reboot(ctx: Context) -> None:
     tv = _fresh(ctx, "clean-reboot")
     old = tv.guest.domid
@@ -614,6 +653,18 @@ ALL: list[Scenario] = [
         "clean-reboot", "toolstack", "toolstack reboot: new domain, ready, resumes 0", clean_reboot
     ),
     Scenario("hard-shutdown", "toolstack", "silent guest destroyed: halted", hard_shutdown),
+    Scenario(
+        "late-ack-inside-timeout",
+        "toolstack",
+        f"guest acknowledges {LATE_ACK_MS // 1000} s late (section 7): clean shutdown succeeds",
+        late_ack_inside_timeout,
+    ),
+    Scenario(
+        "hung-guest-hard-shutdown",
+        "toolstack",
+        "guest hangs for good once asked to shut down: hard shutdown still halts it",
+        hung_guest_hard_shutdown,
+    ),
     Scenario(
         "suspend-resume",
         "toolstack",

@@ -198,3 +198,16 @@ def test_scale_refuses_bad_numbers_before_connecting(args: list[str], message: s
     proc = xen_test_vm("--host", "no-such-host.invalid", "scale", *args)
     assert proc.returncode == ExitCode.USAGE, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--when", "now", "--action", "ignore", "--hang-ms", "soon"], "--hang-ms must be a whole"),
+        (["--when", "now", "--action", "ignore", "--ack-delay-ms", "-1"], "ack_delay_ms must be 0"),
+        (["{}", "--hang-ms", "5"], "either a raw message or the options"),
+    ],
+)
+def test_send_refuses_bad_timed_options_before_connecting(args: list[str], message: str) -> None:
+    proc = xen_test_vm("--host", "no-such-host.invalid", "send", "vm", *args)
+    assert message in one_error_line(proc, ExitCode.USAGE)

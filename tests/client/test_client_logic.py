@@ -41,6 +41,28 @@ def test_armed_json_is_compared_by_meaning() -> None:
     assert not instruction.same_as("[]")
 
 
+def test_timed_fields_follow_action_in_the_kernels_canonical_order() -> None:
+    timed = Instruction("onshutdown", "poweroff", "ok", hang_ms="forever", action_delay_ms=7)
+    assert timed.to_json() == (
+        '{"when":"onshutdown","ack":"ok","action":"poweroff","hang_ms":"forever",'
+        '"action_delay_ms":7}'
+    )
+    assert timed.same_as(timed.to_json())
+    assert not Instruction("onshutdown", "poweroff", "ok").same_as(timed.to_json())
+    assert Instruction("now", "ignore", ack_delay_ms=0).to_json() == (
+        '{"when":"now","action":"ignore"}'
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"hang_ms": -1}, {"ack_delay_ms": 3_600_001}, {"hang_ms": "never"}, {"action_delay_ms": 1.5}],
+)
+def test_timed_fields_out_of_range_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="must be 0 to 3600000 ms"):
+        Instruction("now", "ignore", **fields)  # type: ignore[arg-type]
+
+
 def test_control_keys_are_owned_by_dom0_and_read_write_for_the_guest() -> None:
     assert guest_writable(7) == ["n0", "b7"]
 

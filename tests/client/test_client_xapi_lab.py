@@ -47,6 +47,23 @@ def test_xapi_reboot_rows_on_the_emulator(xapi_host: LabHost, client_kernel: Pat
     assert {name for name, (o, _) in outcome.items() if o == "pass"} == set(rows)
 
 
+def test_xapi_timed_rows_on_the_emulator(xapi_host: LabHost, client_kernel: Path) -> None:
+    """Section 7 against xenopsd's rules: a 5 s late ack is inside its 60 s; a hung guest's
+    hard shutdown still ends Halted."""
+    rows = ["late-ack-inside-timeout", "hung-guest-hard-shutdown"]
+    only = [arg for name in rows for arg in ("--only", name)]
+    proc = cli(xapi_host, "smoke", "--kernel", str(client_kernel), *only, "--json")
+    assert proc.returncode == 0, (
+        proc.stdout[-3000:] + proc.stderr[-2000:] + xapi_lab.log(xapi_host)[-2000:]
+    )
+    outcome = {s["name"]: (s["outcome"], s["detail"]) for s in json.loads(proc.stdout)["scenarios"]}
+    assert outcome["late-ack-inside-timeout"][1].startswith("power state halted; acknowledged")
+    assert outcome["hung-guest-hard-shutdown"] == (
+        "pass",
+        "silent for 3 s, then destroyed: power state halted",
+    )
+
+
 def test_xapi_re_install_on_a_running_vm(xapi_host: LabHost, client_kernel: Path) -> None:
     name = "xtvm-xapi-reinstall"
     kernel = ["--kernel", str(client_kernel), "--name", name]
