@@ -26,7 +26,7 @@ from .guest import Guest
 from .install import install
 from .kernel_source import KernelChoice, choose_kernel
 from .output import ProgressBar, key_values, print_json
-from .scale import MAX_COUNT, SCALE_MEMORY_MIB
+from .scale import MAX_COUNT, SCALE_CMDLINE, SCALE_MEMORY_MIB
 from .session import ConnectOptions, Session
 from .timeouts import GUEST_TIMEOUT, TOOLSTACK_TIMEOUT, Timeouts
 from .toolstack import MODES, Vm, within
@@ -267,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--memory", type=int, default=SCALE_MEMORY_MIB, help=f"MiB each ({SCALE_MEMORY_MIB})"
+    )
+    p.add_argument(
+        "--cmdline",
+        default=SCALE_CMDLINE,
+        help=f"kernel command line of every VM (default {SCALE_CMDLINE}: idle guests, no console "
+        "tick each second)",
     )
     p.add_argument(
         "--ready-timeout",
@@ -564,6 +570,7 @@ def cmd_scale(args: argparse.Namespace, session: Session, kernel: KernelChoice) 
         concurrency=args.concurrency,
         memory_mib=args.memory,
         mode=args.mode,
+        cmdline=args.cmdline,
         ready_timeout=args.ready_timeout,
         upload_progress=None if args.json else ProgressBar.on_terminal("upload"),
         progress=progress,

@@ -27,6 +27,9 @@ from .xl import XlToolstack
 # The smallest memory both boot modes run in with room to spare (the bench's min_memory_mib:
 # PV 4, PVH 1): what lets hundreds of guests fit on a small host.
 SCALE_MEMORY_MIB = 4
+# Idle guests: without it each prints a console line a second, hundreds of them keep
+# xenconsoled busy, and that is not what a toolstack scale test measures.
+SCALE_CMDLINE = "heartbeat=0"
 MAX_COUNT = 10000
 # How long workers still busy with a toolstack call get after an interrupt before the sweep.
 STOP_GRACE = 30.0
@@ -167,6 +170,7 @@ class ScaleRun:
     concurrency: int
     memory_mib: int
     mode: str
+    cmdline: str = SCALE_CMDLINE
     ready_timeout: float = GUEST_TIMEOUT
     vms: list[VmRun] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -191,6 +195,7 @@ class ScaleRun:
             name=run.name,
             kernel=self.kernel,
             memory_mib=self.memory_mib,
+            cmdline=self.cmdline,
             on_poweroff="destroy",
             on_crash="destroy",
             other_config={"xen-test-vm": self.reaper.run_id},
@@ -269,6 +274,7 @@ def run_scale(
     concurrency: int = 4,
     memory_mib: int = SCALE_MEMORY_MIB,
     mode: str | None = None,
+    cmdline: str = SCALE_CMDLINE,
     ready_timeout: float = GUEST_TIMEOUT,
     upload_progress: Progress | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -297,6 +303,7 @@ def run_scale(
         concurrency,
         memory_mib,
         mode or default_mode(session.kind),
+        cmdline,
         ready_timeout,
         vms=[VmRun(f"xtvm-{reaper.run_id}-{i:04d}") for i in range(count)],
         progress=progress,
@@ -339,6 +346,7 @@ def as_json(run: ScaleRun) -> dict[str, Any]:
         "count": run.count,
         "concurrency": run.concurrency,
         "memory_mib": run.memory_mib,
+        "cmdline": run.cmdline,
         "ready": len(ready),
         "shut_down": len(shut),
         "failed": len([r for r in vms if r.failed_phase]),

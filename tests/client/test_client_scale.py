@@ -59,7 +59,7 @@ def _report(**changes: Any) -> dict[str, Any]:
     memory = {"dom0_available_kib": 2048, "xenstored_rss_kib": 4096, "xen_free_mib": 100}
     report: dict[str, Any] = {
         "host": "h", "run_id": "r", "toolstack": "xl", "mode": "pv", "count": 2,
-        "concurrency": 2, "memory_mib": 4, "ready": 2, "shut_down": 2, "failed": 0,
+        "concurrency": 2, "memory_mib": 4, "cmdline": "", "ready": 2, "shut_down": 2, "failed": 0,
         "left_behind": [], "seconds": {"all_ready": 4.0, "all_shut_down": 2.0},
         "throughput_vms_per_s": {"ready": 0.5, "shutdown": 1.0},
         "latency_ms": {"start": latency, "ready": latency, "shutdown": latency},
