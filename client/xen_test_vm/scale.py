@@ -204,7 +204,7 @@ class ScaleRun:
         phase = "start"
         try:
             run.vm = ts.define_guarded(
-                spec, lambda vm: self.reaper.register(run.name, ts.cleanup_commands(vm))
+                spec, lambda commands: self.reaper.register(run.name, commands)
             )
             if self.stop.is_set():
                 return

@@ -11,12 +11,17 @@ from .protocol import FOREVER, Instruction
 from .reaper import Reaper
 from .smoke import Context, Scenario, ScenarioFailed, ScenarioSkipped, TestVm, expect
 from .xapi import XapiToolstack
-from .xl import ACK_FAILURE, XlToolstack
+from .xl import ACK_FAILURE, ACK_WAIT, XlToolstack
 
 IGNORE_OK = Instruction("onshutdown", "ignore", "ok")
 STOP_WAIT = 60.0
 # Well inside every toolstack's acknowledgement timeout (xenopsd 60 s, libxl 60 s).
 LATE_ACK_MS = 5000
+# The clean-shutdown acknowledgement timeout of both toolstacks: xenopsd's
+# domain_shutdown_ack_timeout (ocaml/xenopsd/lib/xenops_server.ml) and libxl's 60 s.
+SHUTDOWN_ACK_TIMEOUT_MS = int(ACK_WAIT * 1000)
+# How far from that timeout the boundary rows put the acknowledgement.
+BOUNDARY_MS = 5000
 # How long a guest told to hang is given to answer a message it must not answer.
 HUNG_PROBE = 3.0
 XL_REASON = {"poweroff": 0, "reboot": 1, "suspend": 2, "crash": 3}
@@ -416,6 +421,39 @@ def late_ack_inside_timeout(ctx: Context) -> str:
     return f"{detail}; acknowledged {LATE_ACK_MS} ms late, the shutdown took {took:.1f} s"
 
 
+def late_ack_just_inside_timeout(ctx: Context) -> str:
+    delay = SHUTDOWN_ACK_TIMEOUT_MS - BOUNDARY_MS
+    tv = _fresh(ctx, "ack-inside")
+    tv.guest.instruct(Instruction("onshutdown", "poweroff", "ok", ack_delay_ms=delay))
+    tv.guest.wait_state("armed")
+    started = time.monotonic()
+    ctx.session.toolstack.clean_shutdown(tv.vm)
+    took = time.monotonic() - started
+    expect(took >= delay / 1000, f"the clean shutdown returned after {took:.1f} s, before the ack")
+    detail = _expect_stop(ctx, tv, "poweroff")
+    ctx.destroy(tv)
+    return f"acknowledged after {delay // 1000} s: accepted, {detail}"
+
+
+def late_ack_past_timeout(ctx: Context) -> str:
+    delay = SHUTDOWN_ACK_TIMEOUT_MS + BOUNDARY_MS
+    tv = _fresh(ctx, "ack-past")
+    tv.guest.instruct(Instruction("onshutdown", "poweroff", "ok", ack_delay_ms=delay))
+    tv.guest.wait_state("armed")
+    try:
+        ctx.session.toolstack.clean_shutdown(tv.vm)
+    except ToolstackError as exc:
+        expect(exc.code == _ack_code(ctx, "shutdown"), f"wrong error: {exc}")
+        code = exc.code
+    else:
+        raise ScenarioFailed(f"the toolstack accepted an acknowledgement after {delay} ms")
+    # The request is still in control/shutdown when the guest gets to it: it acknowledges and
+    # powers off although the toolstack already reported the shutdown as failed.
+    detail = _expect_stop(ctx, tv, "poweroff")
+    ctx.destroy(tv)
+    return f"{code} at the timeout, then the guest acknowledged and powered off anyway: {detail}"
+
+
 def hung_guest_hard_shutdown(ctx: Context) -> str:
     tv = _fresh(ctx, "hung")
     tv.guest.instruct(Instruction("onshutdown", "ignore", "none", hang_ms=FOREVER))
@@ -658,6 +696,22 @@ ALL: list[Scenario] = [
         "toolstack",
         f"guest acknowledges {LATE_ACK_MS // 1000} s late (section 7): clean shutdown succeeds",
         late_ack_inside_timeout,
+    ),
+    Scenario(
+        "late-ack-just-inside-timeout",
+        "toolstack",
+        f"ack {BOUNDARY_MS // 1000} s before the toolstack's {ACK_WAIT:g} s timeout: the clean "
+        "shutdown succeeds",
+        late_ack_just_inside_timeout,
+        background=True,
+    ),
+    Scenario(
+        "late-ack-past-timeout",
+        "toolstack",
+        f"ack {BOUNDARY_MS // 1000} s after the toolstack's {ACK_WAIT:g} s timeout: its ack error, "
+        "then the guest powers off anyway",
+        late_ack_past_timeout,
+        background=True,
     ),
     Scenario(
         "hung-guest-hard-shutdown",

@@ -117,7 +117,7 @@ class Context:
             other_config={"xen-test-vm": self.run_id},
             mode=self.mode,
         )
-        vm = ts.define_guarded(spec, lambda vm: self.reaper.register(name, ts.cleanup_commands(vm)))
+        vm = ts.define_guarded(spec, lambda commands: self.reaper.register(name, commands))
         with self.lock:
             self.created[name] = TestVm(vm, Guest(self.session.xs, -1), spec)
         ts.start(vm)

@@ -173,15 +173,25 @@ class Toolstack(ABC):
     def cleanup_commands(self, vm: Vm) -> list[list[str]]:
         """Commands that destroy and forget the VM, run by the reaper if the client vanishes."""
 
-    def define_guarded(self, spec: VmSpec, register: Callable[[Vm], None]) -> Vm:
+    def cleanup_commands_by_name(self, name: str) -> list[list[str]] | None:
+        """Cleanup of every VM named `name`, for before define() where the handle is not
+        known in advance (the generated names are unique to a run); None if unsupported."""
+        return None
+
+    def define_guarded(self, spec: VmSpec, register: Callable[[list[list[str]]], None]) -> Vm:
         """define(), with the VM's cleanup handed to register (the reaper's) before the VM
-        exists where the handle is known beforehand (xl), else right after (XAPI's uuid)."""
+        exists: by its planned handle (xl's config path) or by name (XAPI), then by the
+        handle define() returned if that differs."""
         planned = self.planned_vm(spec.name)
         if planned is not None:
-            register(planned)
+            register(self.cleanup_commands(planned))
+        else:
+            by_name = self.cleanup_commands_by_name(spec.name)
+            if by_name is not None:
+                register(by_name)
         vm = self.define(spec)
         if planned is None or planned != vm:
-            register(vm)
+            register(self.cleanup_commands(vm))
         return vm
 
     def destroy(self, vm: Vm) -> None:

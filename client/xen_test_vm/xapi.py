@@ -405,6 +405,14 @@ class XapiToolstack(Toolstack):
         finally:
             other.close()
 
+    def cleanup_commands_by_name(self, name: str) -> list[list[str]] | None:
+        """xe, for a VM that VM.create may be about to make (no uuid yet)."""
+        script = (
+            'for uuid in $(xe vm-list name-label="$1" --minimal | tr , " "); do '
+            'xe vm-shutdown --force uuid="$uuid"; xe vm-destroy uuid="$uuid"; done'
+        )
+        return [["sh", "-c", script, "xen-test-vm-cleanup", name]]
+
     def cleanup_commands(self, vm: Vm) -> list[list[str]]:
         """xe, by uuid (safe whatever the name)."""
         return [

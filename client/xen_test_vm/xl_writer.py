@@ -36,13 +36,16 @@ def xl_string(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _value(value: str | int) -> str:
+    if isinstance(value, bool):  # before int: True is an int, and xl reads `True` as a syntax error
+        return "1" if value else "0"
+    return str(value) if isinstance(value, int) else xl_string(value)
+
+
 def xl_config_text(settings: Mapping[str, str | int]) -> str:
-    """`key = value` lines, strings quoted by xl_string, integers bare."""
+    """`key = value` lines, strings quoted by xl_string, integers bare, booleans as 1 or 0."""
     for key in settings:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
             # A programming error, not bad input: a plain ValueError, which no caller maps.
             raise ValueError(f"not an xl config key: {key!r}")
-    return "".join(
-        f"{key} = {value if isinstance(value, int) else xl_string(value)}\n"
-        for key, value in settings.items()
-    )
+    return "".join(f"{key} = {_value(value)}\n" for key, value in settings.items())

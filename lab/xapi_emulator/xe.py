@@ -1,6 +1,6 @@
 """A minimal `xe` for the XAPI emulator: what the client's cleanup scripts run (EMULATOR).
 
-xe vm-shutdown [--force] uuid=U | xe vm-destroy uuid=U | xe vm-list
+xe vm-shutdown [--force] uuid=U | xe vm-destroy uuid=U | xe vm-list [name-label=N] [--minimal]
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print(
-            "usage: xe vm-shutdown [--force] uuid=U | vm-destroy uuid=U | vm-list", file=sys.stderr
+            "usage: xe vm-shutdown [--force] uuid=U | vm-destroy uuid=U | "
+            "vm-list [name-label=N] [--minimal]",
+            file=sys.stderr,
         )
         return 2
     params = dict(a.split("=", 1) for a in argv[1:] if "=" in a)
@@ -45,8 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     session = _call(proxy, "session.login_with_password", "root", "", "1.0", "xe")
     command = argv[0]
     if command == "vm-list":
-        for ref, record in _call(proxy, "VM.get_all_records", session).items():
-            del ref
+        records = _call(proxy, "VM.get_all_records", session).values()
+        if "name-label" in params:
+            records = [r for r in records if r["name_label"] == params["name-label"]]
+        if "--minimal" in argv:  # as xe prints it: the uuids, comma-separated
+            print(",".join(r["uuid"] for r in records))
+            return 0
+        for record in records:
             print(f"uuid ( RO): {record['uuid']}\n  name-label ( RW): {record['name_label']}\n"
                   f"  power-state ( RO): {record['power_state'].lower()}\n")  # fmt: skip
         return 0

@@ -215,6 +215,7 @@ def test_one_xl_config_writer_for_every_config() -> None:
     assert text == 'name = "a \\"b\\""\nmemory = 16\nextra = "console=hvc0"\n'
     with pytest.raises(ValueError, match="not an xl config key"):
         xl_config_text({"bad key": "x"})
+    assert xl_config_text({"acpi": True, "apic": False}) == "acpi = 1\napic = 0\n"
 
 
 def test_free_form_configs_take_ramdisk_and_extra() -> None:
