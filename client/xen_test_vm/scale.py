@@ -86,6 +86,7 @@ class VmRun:
     """One generated VM: its timings (ms) and the first thing that went wrong."""
 
     name: str
+    attempted: bool = False  # a worker took it up: something of it may exist on the host
     vm: Vm | None = None
     start_ms: float | None = None  # the toolstack's start call
     ready_ms: float | None = None  # from the start call until data/test-vm/state is ready
@@ -202,6 +203,7 @@ class ScaleRun:
             mode=self.mode,
         )
         phase = "start"
+        run.attempted = True
         try:
             run.vm = ts.define_guarded(
                 spec, lambda commands: self.reaper.register(run.name, commands)
@@ -243,11 +245,15 @@ class ScaleRun:
     def sweep(self) -> None:
         """Destroy whatever is left of every VM (after a failure or an interrupt)."""
         ts = self.session.toolstack
-        for run in self.vms:
+
+        def destroy(run: VmRun) -> None:
             with contextlib.suppress(ClientError, OSError):
                 vm = run.vm or ts.find(run.name)
                 if vm is not None and ts.exists(vm):
                     ts.destroy(vm)
+
+        attempted = [r for r in self.vms if r.attempted]
+        in_parallel(attempted, destroy, self.concurrency, threading.Event())
 
     def check_left_behind(self) -> None:
         """Names of VMs that still exist: registered or with a domain (must be none)."""
@@ -262,7 +268,8 @@ class ScaleRun:
             except (ClientError, OSError):
                 left.append(run.name)
 
-        in_parallel(self.vms, check, self.concurrency, threading.Event())
+        attempted = [r for r in self.vms if r.attempted]
+        in_parallel(attempted, check, self.concurrency, threading.Event())
         self.left_behind = sorted(left)
 
 
