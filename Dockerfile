@@ -35,7 +35,7 @@ RUN set -eu; \
       gcc-12="$DEB_GCC_12" \
       binutils="$DEB_BINUTILS" \
       libxen-dev="$DEB_LIBXEN_DEV" \
-      gzip="$DEB_GZIP" \
+      zopfli="$DEB_ZOPFLI" \
       make="$DEB_MAKE" \
       git ca-certificates python3 python3-venv; \
     rm -rf /var/lib/apt/lists/*; \

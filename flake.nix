@@ -37,7 +37,7 @@
         "CC=${compiler}/bin/gcc"
         "LD=${binutils}/bin/ld"
         "OBJCOPY=${binutils}/bin/objcopy"
-        "GZIP=${pkgs.gzip}/bin/gzip"
+        "ZOPFLI=${pkgs.zopfli}/bin/zopfli"
         "XEN_INCLUDE=${xenHeaders}"
         "SOURCE_REVISION=${sourceRevision}"
       ];
@@ -46,7 +46,7 @@
         pname = "xen-test-vm";
         version = lib.fileContents ./kernel/VERSION;
         src = lib.cleanSource ./.;
-        nativeBuildInputs = [ compiler binutils pkgs.gnumake pkgs.gzip ];
+        nativeBuildInputs = [ compiler binutils pkgs.gnumake pkgs.zopfli ];
         dontConfigure = true;
         buildPhase = ''
           runHook preBuild
@@ -71,7 +71,7 @@
           compiler
           binutils
           pkgs.gnumake
-          pkgs.gzip
+          pkgs.zopfli
           pkgs.git
           pkgs.python311
           pkgs.qemu

@@ -162,14 +162,28 @@ def lab(
     help={
         "out": "where to write the JSON report",
         "only": "comma-separated parts: boot, kernel, scale (default: all)",
+        "scale_xenstored": "cxenstored, oxenstored or both for the scale part (most of an hour "
+        "each)",
     }
 )
-def bench(c: Context, out: str = "bench.json", only: str = "") -> None:
+def bench(
+    c: Context, out: str = "bench.json", only: str = "", scale_xenstored: str = "cxenstored"
+) -> None:
     """Measure lab boot, kernel size and latencies, and a 500-VM scale run; write a JSON report."""
     from xen_test_lab.bench import BENCH_PARTS, run_bench
+    from xen_test_vm.errors import ExitCode, report_error
 
     parts = tuple(p.strip() for p in only.split(",") if p.strip()) or BENCH_PARTS
-    raise SystemExit(run_bench(Path(out), kernel_builder=lambda: build(c), parts=parts))
+    xenstoreds = {"both": ("cxenstored", "oxenstored")}.get(scale_xenstored, (scale_xenstored,))
+    if not set(xenstoreds) <= {"cxenstored", "oxenstored"}:
+        choices = "cxenstored, oxenstored or both"
+        report_error("bench", f"--scale-xenstored must be {choices}, not {scale_xenstored!r}")
+        raise SystemExit(ExitCode.USAGE)
+    raise SystemExit(
+        run_bench(
+            Path(out), kernel_builder=lambda: build(c), parts=parts, scale_xenstoreds=xenstoreds
+        )
+    )
 
 
 @task(

@@ -106,6 +106,7 @@ def run_bench(
     kernel_builder: Callable[[], object] | None = None,
     boots: int = 3,
     parts: tuple[str, ...] = BENCH_PARTS,
+    scale_xenstoreds: tuple[str, ...] = ("cxenstored",),
 ) -> int:
     """Run the benchmarks of `parts` and write the JSON report to `out`; returns an exit status.
 
@@ -131,7 +132,7 @@ def run_bench(
         if "scale" in parts and kernel_image is not None:
             from .bench_scale import measure_scale
 
-            report["scale"] = measure_scale(kernel_image)
+            report["scale"] = measure_scale(kernel_image, xenstoreds=scale_xenstoreds)
     except LabError as exc:
         report_error("bench", str(exc))
         return 1

@@ -42,7 +42,7 @@ def test_lock_names_every_pin(lock: ToolchainLock) -> None:
     assert re.fullmatch(r"\d{8}T\d{6}Z", lock.get("DEBIAN_SNAPSHOT"))
     assert re.fullmatch(r"debian:bookworm-slim@sha256:[0-9a-f]{64}", lock.get("DEBIAN_IMAGE"))
     assert lock.get("DEBIAN_SUITE") == "bookworm"
-    assert {"gcc-12", "binutils", "libxen-dev", "gzip", "make"} <= set(lock.debian_packages)
+    assert {"gcc-12", "binutils", "libxen-dev", "zopfli", "make"} <= set(lock.debian_packages)
     assert re.fullmatch(r"[0-9a-f]{40}", lock.get("NIXPKGS_REV"))
     nar = lock.get("NIXPKGS_NAR_HASH")
     assert nar.startswith("sha256-") and len(base64.b64decode(nar.removeprefix("sha256-"))) == 32
@@ -143,10 +143,10 @@ def test_flake_builds_the_kernel_with_the_locked_compiler(lock: ToolchainLock) -
     assert re.fullmatch(r"gcc\d+", lock.get("NIX_GCC_ATTR"))
     assert lock.get("NIX_GCC_ATTR") == "gcc" + lock.get("DEB_GCC_12").split(".")[0]
     assert 'make -s -C kernel O="$PWD/build"' in flake and "image" in flake
-    for variable in ("CC=", "LD=", "OBJCOPY=", "GZIP=", "XEN_INCLUDE=", "SOURCE_REVISION="):
+    for variable in ("CC=", "LD=", "OBJCOPY=", "ZOPFLI=", "XEN_INCLUDE=", "SOURCE_REVISION="):
         assert f'"{variable}' in flake, variable
     makefile = (REPO_ROOT / "kernel" / "Makefile").read_text()
-    for variable in ("XEN_INCLUDE", "SOURCE_REVISION", "OBJCOPY", "GZIP"):
+    for variable in ("XEN_INCLUDE", "SOURCE_REVISION", "OBJCOPY", "ZOPFLI"):
         if variable not in makefile:
             pytest.fail(f"kernel/Makefile no longer reads {variable}, which flake.nix sets")
     assert "devShells.${system}.default" in flake and "packages.${system}" in flake
