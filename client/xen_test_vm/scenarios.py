@@ -405,33 +405,31 @@ def _armed_reboot_on_poweroff(after: dict[str, str]) -> Scenario:
     )
 
 
-def late_ack_inside_timeout(ctx: Context) -> str:
-    tv = _fresh(ctx, "late-ack")
-    tv.guest.instruct(Instruction("onshutdown", "poweroff", "ok", ack_delay_ms=LATE_ACK_MS))
+def _shut_down_after_a_late_ack(ctx: Context, tag: str, delay_ms: int) -> tuple[float, str]:
+    """Arm an ack delay_ms late, clean-shut the VM down through the toolstack: (seconds, stop)."""
+    tv = _fresh(ctx, tag)
+    tv.guest.instruct(Instruction("onshutdown", "poweroff", "ok", ack_delay_ms=delay_ms))
     tv.guest.wait_state("armed")
     started = time.monotonic()
     ctx.session.toolstack.clean_shutdown(tv.vm)
     took = time.monotonic() - started
     expect(
-        took >= LATE_ACK_MS / 1000,
+        took >= delay_ms / 1000,
         f"the clean shutdown returned after {took:.1f} s, before the guest acknowledged it",
     )
     detail = _expect_stop(ctx, tv, "poweroff")
     ctx.destroy(tv)
+    return took, detail
+
+
+def late_ack_inside_timeout(ctx: Context) -> str:
+    took, detail = _shut_down_after_a_late_ack(ctx, "late-ack", LATE_ACK_MS)
     return f"{detail}; acknowledged {LATE_ACK_MS} ms late, the shutdown took {took:.1f} s"
 
 
 def late_ack_just_inside_timeout(ctx: Context) -> str:
     delay = SHUTDOWN_ACK_TIMEOUT_MS - BOUNDARY_MS
-    tv = _fresh(ctx, "ack-inside")
-    tv.guest.instruct(Instruction("onshutdown", "poweroff", "ok", ack_delay_ms=delay))
-    tv.guest.wait_state("armed")
-    started = time.monotonic()
-    ctx.session.toolstack.clean_shutdown(tv.vm)
-    took = time.monotonic() - started
-    expect(took >= delay / 1000, f"the clean shutdown returned after {took:.1f} s, before the ack")
-    detail = _expect_stop(ctx, tv, "poweroff")
-    ctx.destroy(tv)
+    _, detail = _shut_down_after_a_late_ack(ctx, "ack-inside", delay)
     return f"acknowledged after {delay // 1000} s: accepted, {detail}"
 
 
