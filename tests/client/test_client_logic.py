@@ -80,7 +80,12 @@ def test_every_protocol_section_has_scenarios() -> None:
     ):
         assert needed in names
     assert {s.group for s in ALL} == {"guest", "toolstack"}
-    assert [s.name for s in ALL if s.background] == ["clean-shutdown-no-ack", "suspend-no-ack"]
+    assert [s.name for s in ALL if s.background] == [
+        "clean-shutdown-no-ack",
+        "late-ack-just-inside-timeout",
+        "late-ack-past-timeout",
+        "suspend-no-ack",
+    ]
 
 
 def test_only_and_skip_select_by_name_group_and_prefix() -> None:
