@@ -29,7 +29,7 @@ from .output import ProgressBar, key_values, print_json
 from .scale import MAX_COUNT, SCALE_CMDLINE, SCALE_MEMORY_MIB
 from .session import ConnectOptions, Session
 from .timeouts import GUEST_TIMEOUT, TOOLSTACK_TIMEOUT, Timeouts
-from .toolstack import MODES, Vm, within
+from .toolstack import MIN_MEMORY_MIB, MODES, Vm, within
 
 __all__ = ["build_parser", "main", "run", "within"]
 
@@ -546,8 +546,8 @@ def check_scale_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--count must be between 1 and {MAX_COUNT}")
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    if args.memory < 4:
-        raise UsageError("--memory must be at least 4 MiB")
+    if args.memory < MIN_MEMORY_MIB:
+        raise UsageError(f"--memory must be at least {MIN_MEMORY_MIB} MiB")
     if not args.ready_timeout > 0:
         raise UsageError("--ready-timeout must be a positive number of seconds")
 

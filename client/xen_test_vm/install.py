@@ -12,7 +12,7 @@ from .reaper import Reaper
 from .remote import Progress
 from .session import Session
 from .timeouts import Timeouts
-from .toolstack import KERNEL_NAME, Vm, VmSpec, default_mode, validate_vm_name
+from .toolstack import KERNEL_NAME, MIN_MEMORY_MIB, Vm, VmSpec, default_mode, validate_vm_name
 
 
 def upload_kernel(
@@ -57,8 +57,8 @@ def install(
 ) -> dict[str, Any]:
     """Upload, register (re-running updates the same VM), optionally boot until `ready`."""
     validate_vm_name(name)
-    if memory_mib < 4:
-        raise UsageError("memory must be at least 4 MiB")
+    if memory_mib < MIN_MEMORY_MIB:
+        raise UsageError(f"memory must be at least {MIN_MEMORY_MIB} MiB")
     timeouts = timeouts or Timeouts()
     spec_mode = mode or default_mode(session.kind)
 

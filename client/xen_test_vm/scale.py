@@ -20,13 +20,13 @@ from .reaper import Reaper
 from .remote import Host, Progress
 from .session import Session
 from .timeouts import GUEST_TIMEOUT
-from .toolstack import Vm, VmSpec, default_mode
+from .toolstack import MIN_MEMORY_MIB, Vm, VmSpec, default_mode
 from .xenstore import Xenstore
 from .xl import XlToolstack
 
 # The smallest memory both boot modes run in with room to spare (the bench's min_memory_mib:
 # PV 4, PVH 1): what lets hundreds of guests fit on a small host.
-SCALE_MEMORY_MIB = 4
+SCALE_MEMORY_MIB = MIN_MEMORY_MIB
 # Idle guests: without it each prints a console line a second, hundreds of them keep
 # xenconsoled busy, and that is not what a toolstack scale test measures.
 SCALE_CMDLINE = "heartbeat=0"
@@ -87,6 +87,7 @@ class VmRun:
 
     name: str
     attempted: bool = False  # a worker took it up: something of it may exist on the host
+    gone: bool = False  # shut down (or destroyed) and forgotten by the toolstack and the reaper
     vm: Vm | None = None
     start_ms: float | None = None  # the toolstack's start call
     ready_ms: float | None = None  # from the start call until data/test-vm/state is ready
@@ -167,7 +168,6 @@ class ScaleRun:
     session: Session
     reaper: Reaper
     kernel: str
-    count: int
     concurrency: int
     memory_mib: int
     mode: str
@@ -222,7 +222,7 @@ class ScaleRun:
         except ClientError as exc:
             run.fail(phase, exc)
         finally:
-            self._advance("ready", self.count)
+            self._advance("ready", len(self.vms))
 
     def shut_down(self, run: VmRun) -> None:
         """Clean shutdown of a ready VM, then forget it; any other VM is destroyed."""
@@ -237,33 +237,42 @@ class ScaleRun:
             else:
                 ts.destroy(run.vm)
             self.reaper.unregister(run.name)
+            run.gone = True
         except ClientError as exc:
             run.fail("shutdown", exc)
         finally:
-            self._advance("shutdown", len([r for r in self.vms if r.vm is not None]))
+            self._advance("shutdown", self.defined)
+
+    @property
+    def defined(self) -> int:
+        """How many VMs got registered (the shutdown phase's total)."""
+        return len([r for r in self.vms if r.vm is not None])
+
+    def _remains(self, run: VmRun) -> Vm | None:
+        """What is left of the VM on the host: its registration or a domain."""
+        ts = self.session.toolstack
+        vm = run.vm or ts.find(run.name)
+        return vm if vm is not None and ts.exists(vm) else None
 
     def sweep(self) -> None:
-        """Destroy whatever is left of every VM (after a failure or an interrupt)."""
-        ts = self.session.toolstack
+        """Destroy whatever is left of every VM not shut down (a failure or an interrupt)."""
 
         def destroy(run: VmRun) -> None:
             with contextlib.suppress(ClientError, OSError):
-                vm = run.vm or ts.find(run.name)
-                if vm is not None and ts.exists(vm):
-                    ts.destroy(vm)
+                vm = self._remains(run)
+                if vm is not None:
+                    self.session.toolstack.destroy(vm)
 
-        attempted = [r for r in self.vms if r.attempted]
-        in_parallel(attempted, destroy, self.concurrency, threading.Event())
+        unfinished = [r for r in self.vms if r.attempted and not r.gone]
+        in_parallel(unfinished, destroy, self.concurrency, threading.Event())
 
     def check_left_behind(self) -> None:
         """Names of VMs that still exist: registered or with a domain (must be none)."""
-        ts = self.session.toolstack
         left: list[str] = []
 
         def check(run: VmRun) -> None:
             try:
-                vm = run.vm or ts.find(run.name)
-                if vm is not None and ts.exists(vm):
+                if self._remains(run) is not None:
                     left.append(run.name)
             except (ClientError, OSError):
                 left.append(run.name)
@@ -306,7 +315,6 @@ def run_scale(
         session,
         reaper,
         remote_kernel,
-        count,
         concurrency,
         memory_mib,
         mode or default_mode(session.kind),
@@ -350,7 +358,7 @@ def as_json(run: ScaleRun) -> dict[str, Any]:
         "run_id": run.reaper.run_id,  # the VMs were named xtvm-<run_id>-<number>
         "toolstack": run.session.kind,
         "mode": run.mode,
-        "count": run.count,
+        "count": len(run.vms),
         "concurrency": run.concurrency,
         "memory_mib": run.memory_mib,
         "cmdline": run.cmdline,

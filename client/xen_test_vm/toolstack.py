@@ -18,6 +18,8 @@ KERNEL_NAME = "test-vm.xen.gz"
 T = TypeVar("T")
 # The boot modes of the one kernel image: xl's `type`, XAPI's `domain_type`.
 MODES = ("pv", "pvh")
+# The smallest memory the kernel boots in as PV (3 MiB: "not enough memory for initial mapping").
+MIN_MEMORY_MIB = 4
 
 
 def default_mode(kind: str) -> str:

@@ -35,8 +35,6 @@ def test_scale_readies_and_shuts_down_every_vm(lab_host: LabHost, client_kernel:
         latency = report["latency_ms"][phase]
         assert latency["count"] == COUNT
         assert 0 < latency["p50"] <= latency["p95"] <= latency["max"]
-    # Ready includes the start call, so no VM is ready sooner than it started.
-    assert report["latency_ms"]["ready"]["max"] >= report["latency_ms"]["start"]["max"]
     memory = report["host_memory"]
     # All of them ran at once: Xen lent each its memory, and took it all back afterwards.
     held = memory["before"]["xen_free_mib"] - memory["all_ready"]["xen_free_mib"]
