@@ -98,10 +98,20 @@ def as_json(results: Sequence[Result], host: str, toolstack: str, seconds: float
                 "outcome": r.outcome,
                 "detail": r.detail,
                 "seconds": round(r.seconds, 3),
+                # A failed row's guests' console lines, by domid (where the host keeps them).
+                "console": {str(domid): lines for domid, lines in r.console.items()},
             }
             for r in results
         ],
     }
+
+
+def console_text(console: dict[int, list[str]]) -> str:
+    """The consoles of a row's domains, one block per domain."""
+    return "".join(
+        f"--- console of domain {domid} ---\n" + "".join(f"{line}\n" for line in lines)
+        for domid, lines in console.items()
+    )
 
 
 def write_junit(path: Path, results: Sequence[Result], host: str, seconds: float) -> None:
@@ -128,4 +138,6 @@ def write_junit(path: Path, results: Sequence[Result], host: str, seconds: float
             error.text = f"expected: {r.expected}\nthe scenario could not run: {r.detail}"
         elif r.outcome == SKIP:
             ET.SubElement(case, "skipped", message=r.detail)
+        if r.console:
+            ET.SubElement(case, "system-out").text = console_text(r.console)
     ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)

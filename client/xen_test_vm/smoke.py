@@ -23,10 +23,12 @@ from .guest import Guest
 from .install import upload_run_kernel
 from .reaper import Reaper
 from .session import Session, member_options
-from .toolstack import Vm, VmSpec, default_mode
+from .toolstack import ConsoleCapture, Vm, VmSpec, default_mode
 from .xl import XlToolstack
 
 SMOKE_MEMORY_MIB = 16
+# The reaper's script that puts console logging back if the client goes away.
+CONSOLES_KEY = "consoles"
 # FAIL: the host or guest misbehaved; ERROR: the harness could not run the scenario (SSH,
 # xenstore connection, a bug), as XTF's runner tells a failure from an error.
 PASS, FAIL, ERROR, SKIP = "pass", "fail", "error", "skip"
@@ -69,6 +71,8 @@ class Result:
     outcome: str
     detail: str = ""
     seconds: float = 0.0
+    # A failed row's guests: what each of their domains printed (domid -> lines).
+    console: dict[int, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,6 +82,7 @@ class TestVm:
     vm: Vm
     guest: Guest
     spec: VmSpec
+    domids: list[int] = field(default_factory=list)  # every domain it ran in, in order
 
 
 @dataclass
@@ -94,50 +99,59 @@ class Context:
     mode: str = "pv"
     # The migrate-to-destination row's target (--destination), if any.
     destination: str | None = None
-
-    @property
-    def toolstack(self) -> XlToolstack:
-        """Scenarios for xl only use its extras (checkpoint, shutdown reasons)."""
-        assert isinstance(self.session.toolstack, XlToolstack)
-        return self.session.toolstack
+    consoles: ConsoleCapture | None = None
+    # Per thread: the VMs the scenario running in it uses (their consoles go with its result).
+    row: threading.local = field(default_factory=threading.local)
+    gone: list[int] = field(default_factory=list)  # domids of VMs no longer in `created`
 
     def boot(self, tag: str, cmdline: str = "") -> TestVm:
         """Register and start a fresh VM, wait until the kernel says `ready`."""
         name = f"xtvm-{self.run_id}-{tag}"
         ts = self.session.toolstack
-        # xl keeps a shut-down or crashed domain, so its shutdown reason can be checked.
-        preserve = "preserve" if ts.kind == "xl" else "destroy"
         spec = VmSpec(
             name=name,
             kernel=self.kernel,
             memory_mib=SMOKE_MEMORY_MIB,
             cmdline=cmdline,
-            on_poweroff=preserve,
-            on_crash=preserve,
+            on_poweroff=ts.smoke_on_poweroff,
+            on_crash=ts.smoke_on_crash,
             other_config={"xen-test-vm": self.run_id},
             mode=self.mode,
         )
         vm = ts.define_guarded(spec, lambda commands: self.reaper.register(name, commands))
         with self.lock:
             self.created[name] = TestVm(vm, Guest(self.session.xs, -1), spec)
+        self.uses(self.created[name])
         ts.start(vm)
         test_vm = self.refresh(self.created[name])
         test_vm.guest.wait_state("ready")
         return test_vm
+
+    def uses(self, test_vm: TestVm) -> None:
+        """The scenario running in this thread uses the VM: a failure shows its consoles."""
+        if not hasattr(self.row, "vms"):
+            self.row.vms = []
+        if all(vm is not test_vm for vm in self.row.vms):
+            self.row.vms.append(test_vm)
+
+    def _follow(self, test_vm: TestVm, domid: int) -> None:
+        test_vm.guest = Guest(self.session.xs, domid)
+        if domid not in test_vm.domids:
+            test_vm.domids.append(domid)
 
     def refresh(self, test_vm: TestVm) -> TestVm:
         """Follow the VM to its current domain (after reboot, restore, migration)."""
         domid = self.session.toolstack.local_domid(test_vm.vm)
         if domid is None:
             raise ScenarioFailed(f"{test_vm.vm.name} has no running domain")
-        test_vm.guest = Guest(self.session.xs, domid)
+        self._follow(test_vm, domid)
         return test_vm
 
     def wait_new_domain(self, test_vm: TestVm, old_domid: int, timeout: float = 60.0) -> TestVm:
         """Wait until the VM runs in a domain other than old_domid (the toolstack says so: XAPI's
         VM record, xl's xenstore), then until the kernel there says ready."""
         domid = self.session.toolstack.wait_new_domid(test_vm.vm, old_domid, timeout)
-        test_vm.guest = Guest(self.session.xs, domid)
+        self._follow(test_vm, domid)
         test_vm.guest.wait_state("ready")
         return test_vm
 
@@ -150,12 +164,20 @@ class Context:
         """The VM is no longer this host's to clean up (destroyed, or moved to another host)."""
         with self.lock:
             self.created.pop(test_vm.vm.name, None)
+            self.gone.extend(test_vm.domids)
         self.reaper.unregister(test_vm.vm.name)
+
+    def console_of(self, vms: list[TestVm]) -> dict[int, list[str]]:
+        """What the domains of these VMs printed, if this host keeps guests' consoles."""
+        if self.consoles is None:
+            return {}
+        return {domid: self.consoles.lines(domid) for tv in vms for domid in tv.domids}
 
     def shared_vm(self) -> TestVm:
         """The VM that non-destructive guest scenarios share."""
         if self.shared is None:
             self.shared = self.boot("shared")
+        self.uses(self.shared)
         return self.shared
 
     def drop_shared(self) -> None:
@@ -213,16 +235,20 @@ def outcome_of(exc: BaseException) -> str:
 def _run_one(ctx: Context, scenario: Scenario) -> Result:
     started = time.monotonic()
     result = Result(scenario.name, scenario.group, scenario.expected, PASS)
+    ctx.row.vms = []
     try:
         result.detail = scenario.run(ctx) or ""
     except ScenarioSkipped as exc:
         result.outcome, result.detail = SKIP, str(exc)
     except (ScenarioFailed, ClientError) as exc:
         result.outcome, result.detail = outcome_of(exc), " ".join(str(exc).split())
-        if scenario.shared_vm:
-            ctx.drop_shared()
         if isinstance(exc, ConnectionLost):
             raise
+        # Before the shared VM is dropped: its domain's console is the one that tells.
+        with contextlib.suppress(ClientError, OSError):
+            result.console = ctx.console_of(ctx.row.vms)
+        if scenario.shared_vm:
+            ctx.drop_shared()
     result.seconds = time.monotonic() - started
     return result
 
@@ -259,6 +285,13 @@ def run_smoke(
             state_dir=reaper.dir,
             xenstore=session.toolstack.xenstore,
         )
+    try:
+        ctx.consoles = session.toolstack.capture_consoles(session.xs)
+        if ctx.consoles is not None:
+            reaper.register(CONSOLES_KEY, ctx.consoles.undo_commands())
+    except BaseException:
+        _cleanup(ctx)
+        raise
     finished: queue.Queue[Result] = queue.Queue()
     lost: list[str] = []
     work: queue.Queue[Scenario] = queue.Queue()
@@ -330,6 +363,11 @@ def _cleanup(ctx: Context) -> list[str]:
     for test_vm in leftovers:
         with contextlib.suppress(ClientError, OSError):
             ctx.destroy(test_vm)
+    # Once every domain is gone: console logging back as it was, the run's logs removed.
+    if ctx.consoles is not None:
+        with contextlib.suppress(ClientError, OSError):
+            ctx.consoles.close(sorted({*ctx.gone, *(d for tv in leftovers for d in tv.domids)}))
+            ctx.reaper.unregister(CONSOLES_KEY)
     # The reaper removes the run's kernel (and anything not destroyed above) when it closes.
     with contextlib.suppress(SSHError, OSError):
         ctx.reaper.close()

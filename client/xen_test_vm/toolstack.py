@@ -13,11 +13,13 @@ from typing import TypeVar
 
 from .errors import GuestTimeout, OperationTimeout, ToolstackError, UsageError, XapiUnavailable
 from .remote import Host
+from .xenstore import Xenstore
 
 KERNEL_NAME = "test-vm.xen.gz"
 T = TypeVar("T")
-# The boot modes of the one kernel image: xl's `type`, XAPI's `domain_type`.
-MODES = ("pv", "pvh")
+# The boot modes of the one kernel image, named as XAPI's `domain_type` names them; on xl,
+# pv_in_pvh is `type = "pvh"` with `pvshim = 1` (the PV kernel inside Xen's PV shim).
+MODES = ("pv", "pvh", "pv_in_pvh")
 # The smallest memory the kernel boots in as PV (3 MiB: "not enough memory for initial mapping").
 MIN_MEMORY_MIB = 4
 
@@ -46,6 +48,31 @@ class VmSpec:
     on_crash: str = "destroy"
     other_config: dict[str, str] = field(default_factory=dict)
     mode: str = "pv"
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How a domain ended, as far as its toolstack shows: the shutdown reasons that fit
+    (poweroff, reboot, suspend, crash) and what was seen."""
+
+    reasons: frozenset[str]
+    seen: str
+
+
+class ConsoleCapture(ABC):
+    """Guests' console output kept on the host while a run lasts."""
+
+    @abstractmethod
+    def lines(self, domid: int) -> list[str]:
+        """What the domain printed so far (empty if nothing was kept)."""
+
+    @abstractmethod
+    def close(self, domids: list[int]) -> None:
+        """Keep consoles as before the run again; remove what was kept for these domains."""
+
+    @abstractmethod
+    def undo_commands(self) -> list[list[str]]:
+        """Host commands that do what close() does to the settings (for the reaper)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,13 @@ class Toolstack(ABC):
     """Toolstack operations on test VMs (XenAPI or xl)."""
 
     kind: str
+    # The error codes of a guest that does not acknowledge a shutdown / suspend request.
+    shutdown_ack_error: str
+    suspend_ack_error: str
+    # What smoke VMs do when the guest powers off or crashes: chosen so that wait_stopped can
+    # tell one from the other on this toolstack.
+    smoke_on_poweroff = "destroy"
+    smoke_on_crash = "destroy"
 
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -138,6 +172,22 @@ class Toolstack(ABC):
             if time.monotonic() > deadline:
                 raise GuestTimeout(f"{vm.name} did not come back within {timeout:g} s")
             time.sleep(0.5)
+
+    @abstractmethod
+    def wait_stopped(self, vm: Vm, domid: int, timeout: float) -> Stopped:
+        """Until the VM's domain `domid`, set up with the smoke actions, has stopped."""
+
+    def capture_consoles(self, xs: Xenstore) -> ConsoleCapture | None:
+        """Start keeping guests' console output on the host (None: this toolstack cannot)."""
+        return None
+
+    def live_migration_blocker(self, mode: str = "pv") -> str | None:
+        """Why live migration cannot work here, or None when nothing says so."""
+        return None
+
+    def address_of(self, destination: str) -> str:
+        """Where to reach a migration destination (as given, unless a pool names its members)."""
+        return destination
 
     @abstractmethod
     def power_state(self, vm: Vm) -> str:

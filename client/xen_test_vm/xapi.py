@@ -15,7 +15,16 @@ import XenAPI
 
 from .errors import GuestTimeout, ToolstackError, UsageError
 from .remote import Host, atomic_write_command
-from .toolstack import XAPI_SOCKET_PATH, Toolstack, Vm, VmSpec, version_tuple
+from .toolstack import (
+    XAPI_SOCKET_PATH,
+    ConsoleCapture,
+    Stopped,
+    Toolstack,
+    Vm,
+    VmSpec,
+    version_tuple,
+)
+from .xenstore import Xenstore
 
 XAPI_SOCKET = XAPI_SOCKET_PATH
 NULL_REF = "OpaqueRef:NULL"
@@ -26,6 +35,16 @@ GUEST_DIR_NEW = "/var/lib/xcp/guest"
 GUEST_DIR_OLD = "/boot/guest"
 FIRST_XAPI_WITH_NEW_DIR = (23, 9)
 POWER_WAIT = 300.0
+# Console logging on a XAPI host (the 2016 README's recipe): xenconsoled writes each guest's
+# console to the file this key names, "%d" replaced by the domid. xenopsd reads the same key for
+# an HVM guest's serial port, with every "%d" replaced by the domid
+# (ocaml/xenopsd/xc/device.ml ~3403).
+LOGCONSOLE_DIR = "/local/logconsole"
+LOGCONSOLE_KEY = f"{LOGCONSOLE_DIR}/@"
+CONSOLE_PATTERN = "/tmp/console.%d"
+# A failed row's console: its first lines (the banner, ready) and its last ones.
+CONSOLE_HEAD, CONSOLE_TAIL = 12, 40
+CONSOLE_MAX_BYTES = 1 << 20
 
 SessionFactory = Callable[[], Any]
 # Opens a connection (SSH) to another pool member by its address, for copying the kernel there.
@@ -121,11 +140,86 @@ def vm_record(spec: VmSpec) -> dict[str, Any]:
     }
 
 
+def console_excerpt(text: str) -> list[str]:
+    """The first and last lines of a console log, with how many were left out between."""
+    lines = text.splitlines()
+    if len(lines) <= CONSOLE_HEAD + CONSOLE_TAIL:
+        return lines
+    left_out = len(lines) - CONSOLE_HEAD - CONSOLE_TAIL
+    return [*lines[:CONSOLE_HEAD], f"[... {left_out} lines ...]", *lines[-CONSOLE_TAIL:]]
+
+
+class XapiConsoles(ConsoleCapture):
+    """Guests' consoles through /local/logconsole/@: set to /tmp/console.%d for the run and
+    put back afterwards, unless the host already logs consoles (then its files are used and
+    left alone)."""
+
+    def __init__(self, host: Host, xs: Xenstore) -> None:
+        self.host, self.xs = host, xs
+        self.had_dir = xs.read(LOGCONSOLE_DIR) is not None
+        self.old = xs.read(LOGCONSOLE_KEY)
+        self.ours = not (self.old and "%d" in self.old)
+        self.pattern = CONSOLE_PATTERN if self.ours else str(self.old)
+        if self.ours:
+            xs.write(LOGCONSOLE_KEY, CONSOLE_PATTERN)
+
+    def path(self, domid: int) -> str:
+        """The domain's console log."""
+        return self.pattern.replace("%d", str(domid))
+
+    def lines(self, domid: int) -> list[str]:
+        """The log's first and last lines (none if there is no log)."""
+        result = self.host.run(
+            ["head", "-c", str(CONSOLE_MAX_BYTES), "--", self.path(domid)],
+            check=False,
+            idempotent=True,
+        )
+        if result.returncode != 0:
+            return []
+        return console_excerpt(result.stdout)
+
+    def undo_commands(self) -> list[list[str]]:
+        """Back to the key (or its absence) found at the start."""
+        if not self.ours:
+            return []
+        if not self.had_dir:
+            return [["xenstore-rm", LOGCONSOLE_DIR]]
+        if self.old is None:
+            return [["xenstore-rm", LOGCONSOLE_KEY]]
+        return [["xenstore-write", LOGCONSOLE_KEY, self.old]]
+
+    def close(self, domids: list[int]) -> None:
+        """The key back as it was; the run's logs removed (only those it caused)."""
+        if not self.ours:
+            return
+        if not self.had_dir:
+            self.xs.remove(LOGCONSOLE_DIR)
+        elif self.old is None:
+            self.xs.remove(LOGCONSOLE_KEY)
+        else:
+            self.xs.write(LOGCONSOLE_KEY, self.old)
+        if domids:
+            self.host.run(
+                ["rm", "-f", "--", *(self.path(d) for d in domids)], check=False, idempotent=True
+            )
+
+
 class XapiToolstack(Toolstack):
     """XenAPI on a XenServer / XCP-ng host: the master or a pool member (over its socket xapi
     forwards to the master); kernels, starts and xenstore stay on the host we are on."""
 
     kind = "xapi"
+    # ocaml/xapi/xapi_xenops.ml ~3569-3572: xenopsd's Failed_to_acknowledge_*_request.
+    shutdown_ack_error = "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT"
+    suspend_ack_error = "VM_FAILED_SUSPEND_ACKNOWLEDGMENT"
+    # A preserved crash is the only thing that leaves the VM Paused: xapi maps `preserve` to
+    # Pause (ocaml/xapi/xapi_xenops.ml ~1166 on_action_behaviour), xenopsd's VM_check_state
+    # runs on_crash for a crash, keeping Pause even within 120 s of the start (where it turns
+    # Start into Shutdown), and on_shutdown for a poweroff (ocaml/xenopsd/lib/xenops_server.ml
+    # ~2848-2870). No VM_CRASHED message tells it: that message is declared
+    # (ocaml/xapi-consts/api_messages.ml ~105) but nothing in xen-api raises it.
+    smoke_on_poweroff = "destroy"
+    smoke_on_crash = "preserve"
 
     def __init__(
         self,
@@ -324,6 +418,19 @@ class XapiToolstack(Toolstack):
                 return state
         raise AssertionError("unreachable: _snapshots ends by raising")
 
+    def wait_stopped(self, vm: Vm, domid: int, timeout: float) -> Stopped:
+        """Until the VM is Halted or Paused. With the smoke actions, Paused is a crash; Halted a
+        poweroff or a suspend the toolstack did not ask for, which xenopsd shuts down ("VM has
+        unexpectedly suspended", ocaml/xenopsd/lib/xenops_server.ml ~2869)."""
+        state = self.wait_power_state(vm, {"halted", "paused"}, timeout)
+        if state == "paused":
+            return Stopped(frozenset({"crash"}), "power state paused (crashed, preserved)")
+        return Stopped(frozenset({"poweroff", "suspend"}), f"power state {state}")
+
+    def capture_consoles(self, xs: Xenstore) -> ConsoleCapture | None:
+        """xenconsoled's logs through /local/logconsole/@."""
+        return XapiConsoles(self.host, xs)
+
     def wait_new_domid(self, vm: Vm, old_domid: int, timeout: float) -> int:
         """Follow the VM record with event.from until it runs in a new domain.
 
@@ -370,6 +477,19 @@ class XapiToolstack(Toolstack):
         """VM.resume_on the master."""
         self.call("VM.resume_on", vm.ref, self.this_host(), False, False)
 
+    def checkpoint(self, vm: Vm) -> None:
+        """VM.checkpoint, then its snapshot is destroyed (with the suspend image it holds).
+
+        A running VM is suspended, its snapshot recorded, then "a slow resume": the guest
+        carries on in a new domain (ocaml/xapi/xapi_vm_snapshot.ml ~75-145, checkpoint).
+        VM.destroy leaves the snapshot's suspend VDI (ocaml/xapi/xapi_vm.ml ~726): it goes first.
+        """
+        snapshot = str(self.call("VM.checkpoint", vm.ref, f"{vm.name} checkpoint"))
+        suspend_vdi = str(self.call("VM.get_suspend_VDI", snapshot))
+        if suspend_vdi != NULL_REF:
+            self.call("VDI.destroy", suspend_vdi)
+        self.call("VM.destroy", snapshot)
+
     def migrate(self, vm: Vm, destination: str | None = None) -> None:
         """VM.pool_migrate to a pool member (by name label or uuid), or to this host.
 
@@ -387,7 +507,7 @@ class XapiToolstack(Toolstack):
         return str(refs[0]) if refs else str(self.call("host.get_by_uuid", destination))
 
     def address_of(self, destination: str) -> str:
-        """The address of a pool member given by name label or uuid (host.get_address)."""
+        """A pool member given by name label or uuid: its address (host.get_address)."""
         return str(self.call("host.get_address", self._member(destination)))
 
     def copy_kernel_to(self, member: str, path: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from . import xl_writer
 from .errors import RemoteCommandError, ToolstackError, UsageError
 from .remote import Host, shell_command
-from .toolstack import Toolstack, Vm, VmSpec
+from .toolstack import Stopped, Toolstack, Vm, VmSpec
 from .xenstore import Xenstore, find_domids_by_name
 
 DEFAULT_DIR = "/var/lib/xen-test-vm"
@@ -19,6 +19,8 @@ ACK_FAILURE = "ACK_TIMEOUT"
 # libxl waits 60 s for a guest to acknowledge a control/shutdown request.
 ACK_WAIT = 60.0
 SLOW = 180.0
+# SCHEDOP_shutdown reason codes (xen/include/public/sched.h), as `xl list -v` shows them.
+SHUTDOWN_REASONS = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash"}
 
 
 def xl_string(value: str) -> str:
@@ -44,12 +46,15 @@ def xl_config_text(settings: Mapping[str, str | int]) -> str:
         raise UsageError(str(exc)) from None
 
 
-def xl_config(spec: VmSpec) -> str:
-    """The xl domain configuration for a test VM."""
+def xl_config(spec: VmSpec, cpuid: str = "") -> str:
+    """The xl domain configuration for a test VM (`cpuid`: a libxl cpuid policy, if any)."""
+    shim = spec.mode == "pv_in_pvh"
     return xl_config_text(
         {
             "name": spec.name,
-            "type": spec.mode,
+            "type": "pvh" if shim else spec.mode,
+            **({"pvshim": 1} if shim else {}),
+            **({"cpuid": cpuid} if cpuid else {}),
             "kernel": spec.kernel,
             "cmdline": spec.cmdline,
             "memory": spec.memory_mib,
@@ -85,6 +90,11 @@ class XlToolstack(Toolstack):
     """xl on a plain Xen host."""
 
     kind = "xl"
+    shutdown_ack_error = ACK_FAILURE
+    suspend_ack_error = ACK_FAILURE
+    # xl keeps a shut-down or crashed domain: its shutdown reason can be read.
+    smoke_on_poweroff = "preserve"
+    smoke_on_crash = "preserve"
 
     def __init__(
         self,
@@ -102,6 +112,7 @@ class XlToolstack(Toolstack):
         self.remote_dir = remote_dir.rstrip("/") or "/"
         # Save images are big: smoke runs put them into their own scratch directory.
         self.state_dir = state_dir or f"{self.remote_dir}/saved"
+        self._shim_cpuid: str | None = None  # read from the host on the first PV-in-PVH VM
 
     def kernel_dir(self) -> str:
         """xl boots a kernel from any path."""
@@ -151,10 +162,19 @@ class XlToolstack(Toolstack):
                 f"{self.remote_dir}/vms",
                 self.state_dir,
             ],
-            input=xl_config(spec).encode(),
+            input=xl_config(spec, self._cpuid(spec)).encode(),
             idempotent=True,
         )
         return Vm(name=spec.name, ref=path)
+
+    def _cpuid(self, spec: VmSpec) -> str:
+        """The cpuid policy the VM needs on this host: only the PV shim ever needs one."""
+        if spec.mode != "pv_in_pvh":
+            return ""
+        if self._shim_cpuid is None:
+            cpuinfo = self.host.run(["cat", "/proc/cpuinfo"], idempotent=True).stdout
+            self._shim_cpuid = xl_writer.shim_cpuid(cpuinfo)
+        return self._shim_cpuid
 
     def undefine(self, vm: Vm) -> None:
         """Remove the config and any save image."""
@@ -192,6 +212,28 @@ class XlToolstack(Toolstack):
         row = out.strip().splitlines()[-1].split()
         state, reason = row[-5], row[-2]
         return state, int(reason) if reason.isdigit() else None
+
+    def wait_stopped(self, vm: Vm, domid: int, timeout: float) -> Stopped:
+        """On @releaseDomain until the preserved domain is shut down or crashed: its reason
+        code is the guest's SCHEDOP_shutdown reason ('c' must go with reason crash)."""
+        if self.xenstore is None:
+            raise ToolstackError("NO_XENSTORE", "xl: waiting for a domain needs xenstore")
+
+        def check() -> Stopped | None:
+            if self.domid(vm) != domid:
+                return Stopped(frozenset(), "destroyed")
+            state, code = self.domain_state(domid)
+            if "c" not in state and "s" not in state:
+                return None
+            crashed = "c" in state
+            reason = SHUTDOWN_REASONS.get(code) if code is not None else None
+            fits = reason is not None and crashed == (reason == "crash")
+            seen = f"{'crashed' if crashed else 'shutdown'}, reason {code}"
+            return Stopped(frozenset({reason}) if fits and reason else frozenset(), seen)
+
+        return self.xenstore().wait_for(
+            ["@releaseDomain"], check, timeout, f"{vm.name} did not stop"
+        )
 
     def power_state(self, vm: Vm) -> str:
         """Map xl's state letters to XAPI-like words."""

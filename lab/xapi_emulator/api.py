@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import domains
+from .consoles import ConsoleLogs
 from .domains import DomainConfig, DomainError
 from .xenstore import Xenstore
 
@@ -258,8 +259,7 @@ class Emulator:
         self._setup()
         self._monitor = threading.Thread(target=self._watch_domains, daemon=True)
         self._monitor.start()
-        self._logconsole = threading.Thread(target=self._watch_logconsole, daemon=True)
-        self._logconsole.start()
+        self.consoles = ConsoleLogs(xs, self._running_domains)
 
     # ------------------------------------------------------------------ setup
 
@@ -621,12 +621,12 @@ class Emulator:
     def _domain_config(self, record: dict[str, Any]) -> DomainConfig:
         domain_type = record["domain_type"]
         if domain_type == "hvm":
-            raise ApiError("FEATURE_RESTRICTED", "the XAPI emulator runs PV and PVH VMs only")
+            raise ApiError("FEATURE_RESTRICTED", "the XAPI emulator runs no HVM VMs")
         kernel = self._kernel_path(record["PV_kernel"])
         ramdisk = self._kernel_path(record["PV_ramdisk"], "ramdisk") if record["PV_ramdisk"] else ""
         return DomainConfig(
             uuid=record["uuid"],
-            domain_type="pvh" if domain_type in ("pvh", "pv_in_pvh") else "pv",
+            domain_type=domain_type,
             kernel=kernel,
             cmdline=record["PV_args"],
             ramdisk=ramdisk,
@@ -695,9 +695,13 @@ class Emulator:
             with contextlib.suppress(DomainError):
                 domains.destroy(domid)
 
+    def _running_domains(self) -> dict[int, str]:
+        return {r.domid: r.config.xl_name for r in list(self.running.values())}
+
     def _became_running(self, vm: str, config: DomainConfig, domid: int, paused: bool) -> None:
         try:
             self._prepare_domain(vm, domid)
+            self.consoles.started(domid, config.xl_name)
             if not paused:
                 domains.unpause(domid)
         except (DomainError, OSError) as exc:
@@ -722,6 +726,7 @@ class Emulator:
         if running is not None:
             with contextlib.suppress(DomainError):
                 domains.destroy(running.domid)
+            self.consoles.stopped(running.domid)
         if vm in self.db.objects:
             self.db.update(vm, power_state="Halted", domid="-1", resident_on=NULL)
             self._resident(vm, False)
@@ -850,6 +855,7 @@ class Emulator:
         running = self.running.pop(vm)
         with contextlib.suppress(DomainError):
             domains.destroy(running.domid)
+        self.consoles.stopped(running.domid)
         self.db.update(vm, domid="-1")
         try:
             self._boot(vm, False)
@@ -938,6 +944,7 @@ class Emulator:
             stop.set()
             clearer.join()
         self.running.pop(vm, None)
+        self.consoles.stopped(domid)
         return image
 
     def _clear_libxl_request(self, domid: int, stop: threading.Event) -> None:
@@ -1113,8 +1120,10 @@ class Emulator:
             for action in actions:
                 if action == "shutdown":
                     self._halted(vm)
-                elif action == "pause":
-                    # The domain is kept as it is (shut down, not destroyed): Paused.
+                elif action == "pause" and record["power_state"] != "Paused":
+                    # The domain is kept as it is (shut down, not destroyed): Paused. Nothing
+                    # else tells a crash: api_messages.ml ~105 declares VM_CRASHED, but nothing
+                    # in xen-api raises it.
                     self.db.update(vm, power_state="Paused")
                 elif action == "start":
                     if run_time < self.timeouts.minimum_reboot_delay:
@@ -1123,39 +1132,6 @@ class Emulator:
                         self._reboot(vm, record)
                     except ApiError as exc:
                         print(f"xapi-emulator: restart of {vm} failed: {exc}", flush=True)
-
-    # ------------------------------------------------------------------ console logs
-
-    def _watch_logconsole(self) -> None:
-        """XenServer's xenconsoled logs each guest to the pattern in /local/logconsole/@
-        (e.g. /tmp/console.%d). Debian's xenconsoled cannot: it logs to guest-<name>.log, so the
-        emulator links /tmp/console.<domid> to that file while the key is set."""
-        token, events = self.xs.watch(["/local/logconsole", "@introduceDomain"])
-        del token
-        while True:
-            events.get()
-            while not events.empty():
-                events.get_nowait()
-            try:
-                pattern = self.xs.read("/local/logconsole/@")
-                if not pattern or "%d" not in pattern:
-                    continue
-                for domid_text in self.xs.directory("/local/domain"):
-                    if domid_text == "0":
-                        continue
-                    xl_name = self.xs.read(f"/local/domain/{domid_text}/vm") or ""
-                    del xl_name
-                    target = pattern.replace("%d", domid_text)
-                    running = next(
-                        (r for r in self.running.values() if str(r.domid) == domid_text), None
-                    )
-                    if running is None or os.path.lexists(target):
-                        continue
-                    source = f"/var/log/xen/console/guest-{running.config.xl_name}.log"
-                    with contextlib.suppress(OSError):
-                        os.symlink(source, target)
-            except Exception as exc:
-                print(f"xapi-emulator: logconsole: {exc!r}", flush=True)
 
 
 def dump(value: Any) -> str:

@@ -7,14 +7,20 @@ These are the issue-11 item-3 rows that the emulator can show; select them with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from xen_test_lab import xapi_lab
 from xen_test_lab.lab import LabHost
+from xen_test_vm import scenarios
 from xen_test_vm.errors import ExitCode
+from xen_test_vm.report import as_json, write_junit
+from xen_test_vm.session import ConnectOptions, Session
+from xen_test_vm.smoke import Result, run_smoke, select
 
 from tests.client.test_client_lab import cli, leftovers
 
@@ -116,3 +122,43 @@ def test_xapi_scale_through_the_emulator(xapi_host: LabHost, client_kernel: Path
     prefix = f"xtvm-{report['run_id']}"
     assert prefix not in xapi_host.run("xe vm-list").stdout
     assert leftovers(xapi_host, prefix) == []
+
+
+def test_xapi_crash_checkpoint_now_suspend_and_console_logs(
+    xapi_host: LabHost, client_kernel: Path, tmp_path: Path
+) -> None:
+    """A crash is told from a poweroff (actions_after_crash preserve: Paused); checkpoint and
+    now-suspend run on XAPI; a row that fails on purpose (the guest powers off, the row wants a
+    crash) carries its guest's console in JSON and JUnit; /local/logconsole is put back."""
+    rows = select(scenarios.ALL, "xapi", ["now-crash", "now-suspend", "checkpoint"], [])
+    assert {r.name for r in rows} == {"now-crash", "now-suspend", "checkpoint"}
+    poweroff_as_crash = dataclasses.replace(
+        scenarios._now_stops("poweroff", "crash"), name="now-poweroff-wanting-a-crash"
+    )
+    options = ConnectOptions(host=xapi_host.ssh_alias, ssh_config=xapi_host.ssh_config)
+    with Session(options) as session:
+        results = run_smoke(session, str(client_kernel), [*rows, poweroff_as_crash], lambda r: None)
+    by_name: dict[str, Result] = {r.name: r for r in results}
+    passed = {n: r.detail for n, r in by_name.items() if r.outcome == "pass"}
+    assert set(passed) == {"now-crash", "now-suspend", "checkpoint"}, results
+    assert passed["now-crash"] == "power state paused (crashed, preserved)"
+    assert passed["now-suspend"] == "power state halted"
+    assert passed["checkpoint"].endswith(", resumes 1; then a clean shutdown: power state halted")
+    failed = by_name["now-poweroff-wanting-a-crash"]
+    assert (failed.outcome, failed.detail) == ("fail", "power state halted: not a crash")
+    # Its one domain's console: the banner, ready, then the poweroff it was told to do.
+    [(domid, lines)] = failed.console.items()
+    assert lines[0].startswith("xen-test-vm ") and f" domid {domid} " in lines[0], lines
+    assert "ready" in lines
+    report = as_json(results, session.host.name, "xapi", 1.0)
+    row = next(r for r in report["scenarios"] if r["name"] == failed.name)
+    assert row["console"] == {str(domid): lines}
+    assert all(r["console"] == {} for r in report["scenarios"] if r["outcome"] == "pass")
+    junit = tmp_path / "smoke.xml"
+    write_junit(junit, results, "lab", 1.0)
+    case = next(c for c in ET.parse(junit).getroot() if c.get("name") == failed.name)
+    assert lines[0] in (case.findtext("system-out") or "")
+    # Console logging is as before the run (the key did not exist), its logs are gone.
+    assert xapi_host.run("xenstore-read /local/logconsole", check=False).returncode != 0
+    assert xapi_host.run(f"ls /tmp/console.{domid}", check=False).returncode != 0
+    assert leftovers(xapi_host, "xtvm-") == []
