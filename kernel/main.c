@@ -12,6 +12,7 @@
 #include "arch/hypercall.h"
 #include "build_info.h"
 #include "logic/kstring.h"
+#include "logic/pressure.h"
 #include "logic/protocol.h"
 #include "kernel.h"
 #include "lib/format.h"
@@ -23,12 +24,17 @@
 
 #define WATCH_SHUTDOWN 0
 #define WATCH_TESTING 1
+/* PROTOCOL.md 8: every pressure watch has this token; their events are dropped. */
+#define WATCH_PRESSURE 2
 #define KEY_SHUTDOWN "control/shutdown"
 #define KEY_TESTING "control/testing"
 #define STATUS_DIR "data/test-vm/"
+#define PRESSURE_DIR STATUS_DIR "pressure/"
+/* Pressure requests between two looks at the ring: a request waits behind at most these. */
+#define PRESSURE_BATCH 16
 #define DEFAULT_HEARTBEAT_SECONDS 1
 #define MAX_HEARTBEAT_SECONDS 86400
-#define MAX_STATUS_KEYS 8
+#define MAX_STATUS_KEYS 12
 /* Linux retries without a limit; a bound keeps a livelocked xenstored from hanging us. */
 #define MAX_TRANSACTION_ATTEMPTS 16
 
@@ -50,6 +56,8 @@ static struct proto_effects effects;
 static char key_value[PROTO_VALUE_MAX + 1];
 /* The same key read again inside the transaction. */
 static char key_in_tx[PROTO_VALUE_MAX + 1];
+/* PROTOCOL.md 8: set at boot, re-initialised on resume by pressure_resume(). */
+static struct pressure pressure;
 
 /*
  * Everything the kernel remembers between events. boot_init() sets all of it;
@@ -236,6 +244,54 @@ static void answer_key(const char *path, enum proto_key key, int err)
     proto_write_refused(proto, key);
 }
 
+/* PROTOCOL.md 8: the status under data/test-vm/pressure/, state last (a tester waits for it). */
+static void publish_pressure(const char *state)
+{
+    write_status_u64("pressure/nodes", pressure.held[PRESSURE_NODES]);
+    write_status_u64("pressure/watches", pressure.held[PRESSURE_WATCHES]);
+    write_status("pressure/error", pressure.error, pressure.error_len);
+    write_status("pressure/state", state, kstrlen(state));
+}
+
+static void pressure_started(void)
+{
+    publish_pressure("working");
+    console_printf("xenstore pressure: %u nodes, %u watches", pressure.target[PRESSURE_NODES],
+                   pressure.target[PRESSURE_WATCHES]);
+}
+
+/* Up to PRESSURE_BATCH steps of the work (logic/pressure.h); false if there was none. */
+static bool pressure_work(void)
+{
+    struct pressure_step step;
+    unsigned n;
+
+    for (n = 0; n < PRESSURE_BATCH && pressure_next(&pressure, &step); n++) {
+        char path[48];
+        struct kbuf b;
+        int err = XSW_OK;
+
+        kbuf_init(&b, path, sizeof(path));
+        kbuf_puts(&b, step.kind == PRESSURE_NODES ? PRESSURE_DIR "n" : PRESSURE_DIR "w");
+        if (step.op != PRESSURE_CLEAR)
+            kbuf_printf(&b, "/%u", step.index);
+        if (step.op == PRESSURE_DONE) {
+            publish_pressure("done");
+            console_printf("xenstore pressure done: %u nodes, %u watches%s%.*s",
+                           pressure.held[PRESSURE_NODES], pressure.held[PRESSURE_WATCHES],
+                           pressure.error_len ? "; first error: " : "", (int)pressure.error_len,
+                           pressure.error);
+        } else if (step.kind == PRESSURE_WATCHES) {
+            err = step.op == PRESSURE_ADD ? xenstore_watch(path, WATCH_PRESSURE)
+                                          : xenstore_unwatch(path, WATCH_PRESSURE);
+        } else {
+            err = step.op == PRESSURE_ADD ? xenstore_write(path, "", 0) : xenstore_remove(path);
+        }
+        pressure_done(&pressure, &step, err);
+    }
+    return n > 0;
+}
+
 /* Steps 2-4 of the effects contract (protocol.h); returns the action for the caller. */
 static enum proto_action apply_effects(const struct proto_effects *fx)
 {
@@ -247,6 +303,10 @@ static enum proto_action apply_effects(const struct proto_effects *fx)
         write_status("last-error", fx->last_error, fx->last_error_len);
 
     console_write(fx->console, fx->console_len);
+    if ((fx->xs_nodes & fx->xs_watches) != PROTO_KEEP) {
+        pressure_request(&pressure, fx->xs_nodes, fx->xs_watches);
+        pressure_started();
+    }
 
     if (fx->action != PROTO_ACTION_NONE)
         console_flush();
@@ -301,6 +361,8 @@ static void suspend_domain(void)
     proto_on_resume(proto, new_domain, &effects);
     apply_effects(&effects);
     announce_ready();
+    if (pressure_resume(&pressure, new_domain))
+        pressure_started();
     /*
      * No forced re-read: a new domain's re-registered watches fire once by themselves, and
      * after a cancelled suspend the ring holds whatever happened meanwhile.
@@ -612,6 +674,7 @@ static void boot_init(void)
     for (size_t i = 0; i < FEATURE_KEYS; i++)
         kernel.feature_refusal_logged[i] = false;
     kernel.status_refusals_logged = 0;
+    pressure_init(&pressure);
 }
 
 void kernel_main(void)
@@ -642,7 +705,8 @@ void kernel_main(void)
         xenstore_poll_ring();
         int id = xenstore_next_event();
         if (id >= 0) {
-            handle_watch(id);
+            if (id != WATCH_PRESSURE)
+                handle_watch(id);
             continue;
         }
         heartbeat();
@@ -650,6 +714,8 @@ void kernel_main(void)
             handle_timer();
             continue;
         }
+        if (pressure_work())
+            continue;
         /* PROTOCOL.md 1.4: never asleep while the ring holds a message or an event waits. */
         if (!xenstore_idle())
             continue;

@@ -20,6 +20,7 @@
 
 #include "json.h"
 #include "kstring.h"
+#include "pressure.h"
 #include "protocol.h"
 #include "xs_client.h"
 #include "xs_wire.h"
@@ -31,6 +32,7 @@ static struct proto_effects fx;
 static struct proto_effects attempt_fx;
 static struct json_doc doc;
 static struct json_doc check_doc;
+static struct pressure pressure;
 
 #define REQUIRE(cond)                                                                             \
     do {                                                                                          \
@@ -103,11 +105,49 @@ static void check_effects(int kind, size_t len)
     }
     if (fx.update_last_error)
         REQUIRE(fx.last_error_len < PROTO_ERROR_MAX);
+    /* Section 8: only a valid message asks for pressure, within the limit. */
+    REQUIRE((fx.xs_nodes == PROTO_KEEP && fx.xs_watches == PROTO_KEEP) || is_testing);
+    REQUIRE(fx.xs_nodes == PROTO_KEEP || fx.xs_nodes <= PROTO_PRESSURE_MAX);
+    REQUIRE(fx.xs_watches == PROTO_KEEP || fx.xs_watches <= PROTO_PRESSURE_MAX);
+}
+
+/*
+ * Section 8: hand what the effects asked for to the pressure machine, then take up to `budget`
+ * steps, each failing with an error chosen by `seed`. The machine must only ever move towards
+ * its targets, one request at a time, and report once it has nothing left to do.
+ */
+static void fuzz_pressure(unsigned budget, unsigned seed)
+{
+    struct pressure_step step;
+
+    if ((fx.xs_nodes & fx.xs_watches) != PROTO_KEEP)
+        pressure_request(&pressure, fx.xs_nodes, fx.xs_watches);
+    for (unsigned i = 0; i < budget && pressure_next(&pressure, &step); i++) {
+        unsigned before[2] = {pressure.held[0], pressure.held[1]};
+        int err = (seed >> (i % 16)) & 1 ? (int)(seed % (XSW_EPROTO + 1)) : XSW_OK;
+
+        pressure_done(&pressure, &step, err);
+        if (step.op == PRESSURE_DONE) {
+            REQUIRE(!pressure.busy);
+            continue;
+        }
+        unsigned k = step.kind, other = 1 - k;
+        /* One step moves one kind by one (a clear: to none), towards its target. */
+        REQUIRE(pressure.held[other] == before[other]);
+        REQUIRE(pressure.held[k] == before[k] || (step.op == PRESSURE_ADD
+                                                       ? pressure.held[k] == before[k] + 1
+                                                       : pressure.held[k] < before[k]));
+        REQUIRE(pressure.held[k] <= PROTO_PRESSURE_MAX && pressure.busy);
+        REQUIRE(pressure.error_len < PRESSURE_ERROR_MAX);
+        if (pressure.held[k] == before[k])
+            REQUIRE(pressure.target[k] == before[k] && pressure.error_len > 0);
+    }
 }
 
 static void fuzz_events(const uint8_t *data, size_t size)
 {
     proto_init(&proto);
+    pressure_init(&pressure);
     while (size >= 1) {
         int kind = data[0] & 7;
         size_t len = 0;
@@ -167,6 +207,9 @@ static void fuzz_events(const uint8_t *data, size_t size)
             break;
         }
         check_effects(kind, len);
+        fuzz_pressure(kind == 6 ? 0 : 64, (unsigned)len * 2654435761u);
+        if (kind == 6)
+            (void)pressure_resume(&pressure, size % 2 == 0);
         if (kind <= 1) {
             REQUIRE(attempt_fx.shutdown_reply == fx.shutdown_reply);
             REQUIRE(attempt_fx.ack_testing == fx.ack_testing && attempt_fx.action == fx.action);

@@ -62,6 +62,7 @@ static void begin(struct event *ev, struct proto *p, struct proto_effects *out)
     out->answer_if_unchanged = false;
     out->expect_value = NULL;
     out->expect_len = 0;
+    out->xs_nodes = out->xs_watches = PROTO_KEEP;
     kbuf_init(&ev->console, out->console, sizeof(out->console));
 }
 
@@ -250,6 +251,7 @@ struct message {
     const char *ack_string;
     size_t ack_string_len;
     struct proto_timing timing;
+    unsigned xs_nodes, xs_watches; /* section 8; PROTO_KEEP when absent */
 };
 
 /* Why a message is invalid, into p->last_error. Values quoted from the message are cut short. */
@@ -304,15 +306,15 @@ static bool string_field(struct proto *p, const char *name, const struct json_me
 }
 
 /*
- * Section 7: an optional field of whole milliseconds, 0..PROTO_DELAY_MAX_MS; with `forever`, the
- * string "forever" too. Absent means 0.
+ * Sections 7 and 8: an optional field of whole numbers, 0..max; with `forever`, the string
+ * "forever" too. Absent: *value is left as it is.
  */
-static bool ms_field(struct proto *p, const char *name, unsigned *ms, bool *forever)
+static bool number_field(struct proto *p, const char *name, unsigned max, unsigned *value,
+                         bool *forever)
 {
     const struct json_member *m = json_find(&p->doc, name);
-    unsigned value = 0;
+    unsigned n = 0;
 
-    *ms = 0;
     if (!m)
         return true;
     if (json_count(&p->doc, name) > 1)
@@ -326,17 +328,22 @@ static bool ms_field(struct proto *p, const char *name, unsigned *ms, bool *fore
 
         return reject(p, "field ", name, type, kstrlen(type));
     }
-    /* Seven digits hold PROTO_DELAY_MAX_MS; anything longer, signed or fractional is out. */
+    /* Seven digits hold both maxima; anything longer, signed or fractional is out. */
     bool whole = m->str_len <= 7;
 
     for (size_t i = 0; whole && i < m->str_len; i++) {
         whole = m->str[i] >= '0' && m->str[i] <= '9';
-        value = value * 10 + (unsigned)(m->str[i] - '0');
+        n = n * 10 + (unsigned)(m->str[i] - '0');
     }
-    if (!whole || value > PROTO_DELAY_MAX_MS)
+    if (!whole || n > max)
         return reject(p, "bad ", name, m->str, m->str_len);
-    *ms = value;
+    *value = n;
     return true;
+}
+
+static bool ms_field(struct proto *p, const char *name, unsigned *ms, bool *forever)
+{
+    return number_field(p, name, PROTO_DELAY_MAX_MS, ms, forever);
 }
 
 static bool read_timing(struct proto *p, bool now, struct proto_timing *t)
@@ -348,6 +355,14 @@ static bool read_timing(struct proto *p, bool now, struct proto_timing *t)
     if (!now && !ms_field(p, "ack_delay_ms", &t->ack_delay_ms, NULL))
         return false;
     return ms_field(p, "action_delay_ms", &t->action_delay_ms, NULL);
+}
+
+/* Section 8: read with either `when`; they are not part of the instruction. */
+static bool read_pressure(struct proto *p, struct message *msg)
+{
+    msg->xs_nodes = msg->xs_watches = PROTO_KEEP;
+    return number_field(p, "xs_nodes", PROTO_PRESSURE_MAX, &msg->xs_nodes, NULL) &&
+           number_field(p, "xs_watches", PROTO_PRESSURE_MAX, &msg->xs_watches, NULL);
 }
 
 static bool read_message(struct proto *p, const char *value, size_t len, struct message *msg)
@@ -374,23 +389,24 @@ static bool read_message(struct proto *p, const char *value, size_t len, struct 
     msg->ack = PROTO_ACK_OK;
     msg->ack_string = NULL;
     msg->ack_string_len = 0;
-    if (msg->now)
-        return read_timing(p, true, &msg->timing); /* ack is ignored with now, whatever it holds */
-    if (!string_field(p, "ack", &ack))
-        return false;
-    /* "" is an ack string like any other: writing it is the normal acknowledgement. */
-    if (kstreq(ack->str, ack->str_len, "ok")) {
-        msg->ack = PROTO_ACK_OK;
-    } else if (kstreq(ack->str, ack->str_len, "none")) {
-        msg->ack = PROTO_ACK_NONE;
-    } else if (kstreq(ack->str, ack->str_len, "delete")) {
-        msg->ack = PROTO_ACK_DELETE;
-    } else {
-        msg->ack = PROTO_ACK_STRING;
-        msg->ack_string = ack->str;
-        msg->ack_string_len = ack->str_len;
+    /* ack is ignored with now, whatever it holds. */
+    if (!msg->now) {
+        if (!string_field(p, "ack", &ack))
+            return false;
+        /* "" is an ack string like any other: writing it is the normal acknowledgement. */
+        if (kstreq(ack->str, ack->str_len, "ok")) {
+            msg->ack = PROTO_ACK_OK;
+        } else if (kstreq(ack->str, ack->str_len, "none")) {
+            msg->ack = PROTO_ACK_NONE;
+        } else if (kstreq(ack->str, ack->str_len, "delete")) {
+            msg->ack = PROTO_ACK_DELETE;
+        } else {
+            msg->ack = PROTO_ACK_STRING;
+            msg->ack_string = ack->str;
+            msg->ack_string_len = ack->str_len;
+        }
     }
-    return read_timing(p, false, &msg->timing);
+    return read_timing(p, msg->now, &msg->timing) && read_pressure(p, msg);
 }
 
 static const char *ack_word(enum proto_ack ack)
@@ -619,6 +635,8 @@ void proto_on_testing(struct proto *p, const char *value, size_t len, bool prese
         status_last_error(&ev);
         goto done;
     }
+    out->xs_nodes = msg.xs_nodes;
+    out->xs_watches = msg.xs_watches;
     /* A valid message replaces the armed one, whatever it says, and ends timed steps. */
     cancel_steps(&ev);
     disarm(&ev);

@@ -16,6 +16,8 @@
  *      tester that has seen a line reads status that is already current;
  *   4. flush the console (the last lines before a shutdown must not be lost);
  *   5. perform effects.action;
+ *   5a. (section 8) hand effects.xs_nodes / xs_watches, when either is not PROTO_KEEP, to
+ *      pressure_request() (logic/pressure.h), which the main loop works through;
  *   6. wait as effects.wait says (section 7): PROTO_WAIT_HANG — flush the console, then touch
  *      neither xenstore nor the console for wait_ms (or for good), then call proto_on_timer;
  *      PROTO_WAIT_TIMER — carry on serving events and call proto_on_timer once wait_ms have
@@ -84,6 +86,10 @@ enum proto_action {
 /* Section 7 (1.2): the longest delay or hang a message may ask for. */
 #define PROTO_DELAY_MAX_MS 3600000u
 
+/* Section 8 (1.2): the most nodes or watches a message may ask for, and "not asked". */
+#define PROTO_PRESSURE_MAX 100000u
+#define PROTO_KEEP (~0u)
+
 /* What to do after the action step (step 6 above). */
 enum proto_wait {
     PROTO_WAIT_NONE,
@@ -137,6 +143,10 @@ struct proto_effects {
     bool answer_if_unchanged; /* write shutdown_reply only if the key holds expect_value */
     const char *expect_value;
     size_t expect_len;
+
+    /* Section 8: the xenstore pressure asked for (logic/pressure.h), PROTO_KEEP if not. */
+    unsigned xs_nodes;
+    unsigned xs_watches;
 };
 
 /* The tester's words for `action`, kept for the canonical JSON and the console. */

@@ -3,14 +3,15 @@
 
 #include "kstring.h"
 
-/* In the order of enum xsw_error, which follows xs_wire.h's xsd_errors table. */
+/* In the order of enum xsw_error, which follows xs_wire.h's xsd_errors table (then EQUOTA). */
 static const char *const error_names[] = {
     [XSW_OK] = "OK",           [XSW_EINVAL] = "EINVAL",       [XSW_EACCES] = "EACCES",
     [XSW_EEXIST] = "EEXIST",   [XSW_EISDIR] = "EISDIR",       [XSW_ENOENT] = "ENOENT",
     [XSW_ENOMEM] = "ENOMEM",   [XSW_ENOSPC] = "ENOSPC",       [XSW_EIO] = "EIO",
     [XSW_ENOTEMPTY] = "ENOTEMPTY", [XSW_ENOSYS] = "ENOSYS",   [XSW_EROFS] = "EROFS",
     [XSW_EBUSY] = "EBUSY",     [XSW_EAGAIN] = "EAGAIN",       [XSW_EISCONN] = "EISCONN",
-    [XSW_E2BIG] = "E2BIG",     [XSW_EPERM] = "EPERM",         [XSW_EUNKNOWN] = "EUNKNOWN",
+    [XSW_E2BIG] = "E2BIG",     [XSW_EPERM] = "EPERM",         [XSW_EQUOTA] = "EQUOTA",
+    [XSW_EUNKNOWN] = "EUNKNOWN",
     [XSW_EPROTO] = "EPROTO",
 };
 
@@ -149,7 +150,7 @@ bool xsw_decode(const void *buf, size_t size, struct xsw_msg *msg)
 
 enum xsw_error xsw_error_from_name(const char *name, size_t len)
 {
-    for (unsigned i = XSW_EINVAL; i <= XSW_EPERM; i++)
+    for (unsigned i = XSW_EINVAL; i <= XSW_EQUOTA; i++)
         if (kstreq(name, len, error_names[i]))
             return (enum xsw_error)i;
     return XSW_EUNKNOWN;

@@ -43,6 +43,7 @@ enum xsw_error {
     XSW_EISCONN,
     XSW_E2BIG,
     XSW_EPERM,
+    XSW_EQUOTA,   /* not in xs_wire.h: oxenstored's answer when a domain's quota is reached */
     XSW_EUNKNOWN, /* a name we do not know */
     XSW_EPROTO,   /* the codec's own verdict: malformed message or payload */
 };

@@ -145,11 +145,21 @@ int xenstore_remove(const char *path)
     return xsc_request(&client, XS_RM, XS_NO_TX, &arg, 1, NULL, 0, NULL, XS_NO_WATCH);
 }
 
-int xenstore_watch(const char *path, unsigned int id)
+static int watch_request(uint32_t type, const char *path, unsigned int id)
 {
     char token[3] = {(char)('0' + id / 10 % 10), (char)('0' + id % 10), 0};
     struct xsw_arg args[2] = {text(path), text(id < 10 ? token + 1 : token)};
-    return xsc_request(&client, XS_WATCH, XS_NO_TX, args, 2, NULL, 0, NULL, XS_NO_WATCH);
+    return xsc_request(&client, type, XS_NO_TX, args, 2, NULL, 0, NULL, XS_NO_WATCH);
+}
+
+int xenstore_watch(const char *path, unsigned int id)
+{
+    return watch_request(XS_WATCH, path, id);
+}
+
+int xenstore_unwatch(const char *path, unsigned int id)
+{
+    return watch_request(XS_UNWATCH, path, id);
 }
 
 /* The reply to XS_TRANSACTION_START is the id in decimal. */

@@ -36,6 +36,7 @@ int xenstore_write(const char *path, const char *value, size_t len);
 int xenstore_write_string(const char *path, const char *value);
 int xenstore_remove(const char *path);
 int xenstore_watch(const char *path, unsigned int id);
+int xenstore_unwatch(const char *path, unsigned int id);
 
 /* Transactions end with XS_TRANSACTION_END; xenstored answers EAGAIN on a conflict. */
 int xenstore_transaction_end(uint32_t tx, bool commit);

@@ -151,6 +151,24 @@ BOGUS: list[tuple[str, str | bytes, str]] = [
         '{"when":"onshutdown","ack":"ok","action":"ignore","ack_delay_ms":1,"ack_delay_ms":2}',
         "duplicate field: ack_delay_ms",
     ),
+    # Section 8 (1.2): the xenstore pressure fields.
+    ("xs_nodes negative", '{"when":"now","action":"ignore","xs_nodes":-1}', "bad xs_nodes: -1"),
+    (
+        "xs_nodes over the limit",
+        '{"when":"now","action":"ignore","xs_nodes":100001}',
+        "bad xs_nodes: 100001",
+    ),
+    ("xs_nodes fraction", '{"when":"now","action":"ignore","xs_nodes":2.0}', "bad xs_nodes: 2.0"),
+    (
+        "xs_watches as a string",
+        '{"when":"now","action":"ignore","xs_watches":"50"}',
+        "field xs_watches: string",
+    ),
+    (
+        "duplicate xs_watches",
+        '{"when":"onshutdown","ack":"ok","action":"ignore","xs_watches":1,"xs_watches":1}',
+        "duplicate field: xs_watches",
+    ),
     (
         "too many fields",
         "{" + ",".join(f'"f{i}":{i}' for i in range(33)) + "}",

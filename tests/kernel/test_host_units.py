@@ -357,6 +357,9 @@ class Fx:
     wait_forever: bool = False
     cancel_timer: bool = False
     expect: str | None = None
+    # Section 8: the xenstore pressure a valid message asks for (None: not asked).
+    xs_nodes: int | None = None
+    xs_watches: int | None = None
 
     def as_driver_output(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reply": self.reply}
@@ -377,6 +380,9 @@ class Fx:
             out["cancel_timer"] = True
         if self.expect is not None:
             out["expect"] = self.expect
+        for key in ("xs_nodes", "xs_watches"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
 
@@ -928,6 +934,57 @@ SCENARIOS.update(
 )
 
 
+# Section 8 (1.2): xenstore pressure fields are handed on with either `when`; they are not part
+# of the instruction (data/test-vm/armed does not show them), and 0 is a count like any other.
+PRESSURE_ARMED = armed_json("ok", "ignore")
+SCENARIOS.update(
+    {
+        "pressure: a now message hands both counts on": [
+            Step(
+                "testing",
+                '{"when":"now","action":"ignore","xs_nodes":200,"xs_watches":50}',
+                Fx(
+                    ack=True,
+                    console=("testing: now ignore", "ignoring"),
+                    xs_nodes=200,
+                    xs_watches=50,
+                ),
+            ),
+        ],
+        "pressure: with onshutdown, one count, the largest; armed without it": [
+            Step(
+                "testing",
+                '{"when":"onshutdown","ack":"ok","action":"ignore","xs_watches":100000}',
+                Fx(
+                    ack=True,
+                    console=(f"armed: {PRESSURE_ARMED}",),
+                    state="armed",
+                    armed=PRESSURE_ARMED,
+                    xs_watches=100000,
+                ),
+            ),
+            fired("ok", "ignore"),
+        ],
+        "pressure: 0 clears; a message without the fields asks nothing": [
+            Step(
+                "testing",
+                '{"when":"now","action":"ignore","xs_nodes":0}',
+                Fx(ack=True, console=("testing: now ignore", "ignoring"), xs_nodes=0),
+            ),
+            now("ignore"),
+        ],
+        "pressure: an invalid count asks nothing and leaves the armed instruction": [
+            arm("none", "ignore"),
+            bogus(
+                '{"when":"now","action":"ignore","xs_nodes":5,"xs_watches":-5}',
+                "bad xs_watches: -5",
+            ),
+            fired("none", "ignore"),
+        ],
+    }
+)
+
+
 for _name, _message, _reason in BOGUS:
     SCENARIOS[f"bogus {_name}"] = [
         arm("none", "ignore"),
@@ -982,3 +1039,124 @@ def test_protocol_random_sequences_never_break_the_rules(host_build: Path) -> No
                 assert got == NOTHING.as_driver_output()
         if got.get("action", "none") == "suspend":
             assert got["state"] == "suspending"
+
+
+# --- Section 8: the xenstore pressure machine (kernel/logic/pressure.c) --------------------------
+
+
+def held(
+    target: tuple[int, int],
+    now: tuple[int, int],
+    busy: bool = True,
+    error: str = "",
+    step: tuple[str, ...] | None = None,
+    steps: int | None = None,
+    active: bool = True,
+) -> dict[str, Any]:
+    """The driver's view of the pressure state (nodes, watches), after the step it took."""
+    out: dict[str, Any] = {
+        "target": list(target),
+        "held": list(now),
+        "busy": busy,
+        "active": active,
+        "error": error,
+    }
+    if step is not None:
+        out["step"] = [int(x) if x.isdigit() else x for x in step]
+    if steps is not None:
+        out["steps"] = steps
+    return out
+
+
+def add(kind: str, index: int) -> tuple[str, ...]:
+    return ("add", kind, str(index))
+
+
+PRESSURE_SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "never asked: nothing to do, nothing restarts on resume": [
+        ("pressure-step", held((0, 0), (0, 0), busy=False, active=False)),
+        ("pressure-resume new", {"resumed": False}),
+    ],
+    "nodes first, then watches, one request each, then the report": [
+        ("pressure-request 2 1", held((2, 1), (0, 0))),
+        ("pressure-step", held((2, 1), (1, 0), step=add("nodes", 0))),
+        ("pressure-step", held((2, 1), (2, 0), step=add("nodes", 1))),
+        ("pressure-step", held((2, 1), (2, 1), step=add("watches", 0))),
+        ("pressure-step", held((2, 1), (2, 1), busy=False, step=("done",))),
+        ("pressure-step", held((2, 1), (2, 1), busy=False)),
+    ],
+    "0 nodes: one request for the directory; watches go one by one from the top": [
+        ("pressure-request 4 3", held((4, 3), (0, 0))),
+        ("pressure-run - - ", held((4, 3), (4, 3), busy=False, steps=8)),
+        ("pressure-request 0 1", held((0, 1), (4, 3))),
+        ("pressure-step", held((0, 1), (0, 3), step=("clear", "nodes", "3"))),
+        ("pressure-step", held((0, 1), (0, 2), step=("remove", "watches", "2"))),
+        ("pressure-step", held((0, 1), (0, 1), step=("remove", "watches", "1"))),
+        ("pressure-step", held((0, 1), (0, 1), busy=False, step=("done",))),
+    ],
+    "fewer nodes, not none: the last ones go one by one; the other kind is kept": [
+        ("pressure-request 5 2", held((5, 2), (0, 0))),
+        ("pressure-run - - ", held((5, 2), (5, 2), busy=False, steps=8)),
+        ("pressure-request 3 -", held((3, 2), (5, 2))),
+        ("pressure-step", held((3, 2), (4, 2), step=("remove", "nodes", "4"))),
+        ("pressure-step", held((3, 2), (3, 2), step=("remove", "nodes", "3"))),
+        ("pressure-step", held((3, 2), (3, 2), busy=False, step=("done",))),
+    ],
+    "a quota stops its own kind where it is; the other kind carries on": [
+        ("pressure-request 1500 120", held((1500, 120), (0, 0))),
+        (
+            "pressure-run 997 - EQUOTA",
+            held((997, 120), (997, 120), busy=False, error="node 997: EQUOTA", steps=1119),
+        ),
+    ],
+    "the first error is kept; a new request forgets it": [
+        ("pressure-request 10 10", held((10, 10), (0, 0))),
+        (
+            "pressure-run 4 2 E2BIG",
+            held((4, 2), (4, 2), busy=False, error="node 4: E2BIG", steps=9),
+        ),
+        ("pressure-request - 3", held((4, 3), (4, 2))),
+        (
+            "pressure-step ENOSPC",
+            held((4, 2), (4, 2), error="watch 2: ENOSPC", step=add("watches", 2)),
+        ),
+    ],
+    "gone already counts as removed; EEXIST on a watch counts as held": [
+        ("pressure-request 1 1", held((1, 1), (0, 0))),
+        ("pressure-step", held((1, 1), (1, 0), step=add("nodes", 0))),
+        ("pressure-step EEXIST", held((1, 1), (1, 1), step=add("watches", 0))),
+        ("pressure-request 0 0", held((0, 0), (1, 1))),
+        ("pressure-step ENOENT", held((0, 0), (0, 1), step=("clear", "nodes", "0"))),
+        ("pressure-step ENOENT", held((0, 0), (0, 0), step=("remove", "watches", "0"))),
+    ],
+    "a removal refused stops there and is reported": [
+        ("pressure-request 3 0", held((3, 0), (0, 0))),
+        ("pressure-run - - ", held((3, 0), (3, 0), busy=False, steps=4)),
+        ("pressure-request 0 -", held((0, 0), (3, 0))),
+        (
+            "pressure-step EACCES",
+            held((3, 0), (3, 0), error="nodes: EACCES", step=("clear", "nodes", "2")),
+        ),
+        ("pressure-step", held((3, 0), (3, 0), busy=False, error="nodes: EACCES", step=("done",))),
+    ],
+    "a new domain holds none: the same targets again, the error kept; cancelled: nothing": [
+        ("pressure-request 3 2", held((3, 2), (0, 0))),
+        (
+            "pressure-run 2 - EQUOTA",
+            held((2, 2), (2, 2), busy=False, error="node 2: EQUOTA", steps=6),
+        ),
+        ("pressure-resume cancelled", {"resumed": False}),
+        ("pressure-step", held((2, 2), (2, 2), busy=False, error="node 2: EQUOTA")),
+        ("pressure-resume new", {"resumed": True}),
+        ("pressure-step", held((2, 2), (1, 0), error="node 2: EQUOTA", step=add("nodes", 0))),
+        ("pressure-run - - ", held((2, 2), (2, 2), busy=False, error="node 2: EQUOTA", steps=4)),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(PRESSURE_SCENARIOS))
+def test_pressure(host_build: Path, name: str) -> None:
+    steps = PRESSURE_SCENARIOS[name]
+    results = run_driver(host_build, [command for command, _ in steps])
+    for index, ((command, want), got) in enumerate(zip(steps, results, strict=True)):
+        assert got == want, f"step {index}: {command}"

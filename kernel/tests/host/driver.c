@@ -13,6 +13,12 @@
  *   timer                        proto_on_timer (a hang or a delay is over)
  *   answer-lost                  proto_on_answer_lost
  *   json <hex>                   json_parse_object alone
+ *   pressure-request N|- W|-     pressure_request (- : PROTO_KEEP)
+ *   pressure-step [ERR]          pressure_next, then pressure_done with ERR (an xenstore error
+ *                                name; none: success), e.g. ENOENT
+ *   pressure-run N W ERR         steps until none: an ADD of node N or watch W and later ones
+ *                                fail with ERR (a quota); prints the count of steps and the state
+ *   pressure-resume new|cancelled
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +26,16 @@
 
 #include "json.h"
 #include "kstring.h"
+#include "pressure.h"
 #include "protocol.h"
+#include "xs_client.h"
 
 #define LINE_MAX_BYTES (64 * 1024)
 
 static struct proto proto;
 static struct proto_effects fx;
 static struct json_doc doc;
+static struct pressure pressure;
 static char line[LINE_MAX_BYTES];
 static char value[LINE_MAX_BYTES / 2];
 /* Output of one command: console text and a JSON-escaped 4 KiB value fit easily. */
@@ -110,6 +119,15 @@ static void print_effects(void)
         kbuf_puts(&b, ",\"cancel_timer\":true");
     if (fx.answer_if_unchanged)
         field_string(&b, "expect", fx.expect_value, fx.expect_len);
+    /* Section 8's, likewise only when asked for. */
+    if (fx.xs_nodes != PROTO_KEEP) {
+        kbuf_puts(&b, ",\"xs_nodes\":");
+        kbuf_put_u64(&b, fx.xs_nodes);
+    }
+    if (fx.xs_watches != PROTO_KEEP) {
+        kbuf_puts(&b, ",\"xs_watches\":");
+        kbuf_put_u64(&b, fx.xs_watches);
+    }
     kbuf_putc(&b, '}');
     if (b.truncated) {
         fprintf(stderr, "driver: output truncated\n");
@@ -155,6 +173,82 @@ static void print_json_result(const char *reason)
     puts(out_storage);
 }
 
+static bool command(const char *cmd, const char *word);
+
+/* The pressure state, with the step just taken (if any) and how many steps a run took. */
+static void print_pressure(const struct pressure_step *step, long steps)
+{
+    static const char *const ops[] = {
+        [PRESSURE_ADD] = "add", [PRESSURE_REMOVE] = "remove", [PRESSURE_CLEAR] = "clear",
+        [PRESSURE_DONE] = "done",
+    };
+    char text[256];
+    struct kbuf b;
+
+    kbuf_init(&b, out_storage, sizeof(out_storage));
+    snprintf(text, sizeof(text), "{\"target\":[%u,%u],\"held\":[%u,%u],\"busy\":%s,\"active\":%s",
+             pressure.target[0], pressure.target[1], pressure.held[0], pressure.held[1],
+             pressure.busy ? "true" : "false", pressure.active ? "true" : "false");
+    kbuf_puts(&b, text);
+    field_string(&b, "error", pressure.error, pressure.error_len);
+    if (step && step->op == PRESSURE_DONE) {
+        kbuf_puts(&b, ",\"step\":[\"done\"]");
+    } else if (step) {
+        snprintf(text, sizeof(text), ",\"step\":[\"%s\",\"%s\",%u]", ops[step->op],
+                 step->kind == PRESSURE_NODES ? "nodes" : "watches", step->index);
+        kbuf_puts(&b, text);
+    }
+    if (steps >= 0) {
+        snprintf(text, sizeof(text), ",\"steps\":%ld", steps);
+        kbuf_puts(&b, text);
+    }
+    kbuf_putc(&b, '}');
+    puts(out_storage);
+}
+
+static unsigned count_arg(const char *s)
+{
+    return *s == '-' ? PROTO_KEEP : (unsigned)strtoul(s, NULL, 10);
+}
+
+static int error_arg(const char *s)
+{
+    return *s ? (int)xsw_error_from_name(s, strlen(s)) : XSW_OK;
+}
+
+static void pressure_command(const char *cmd, const char *arg)
+{
+    struct pressure_step step;
+    char a[32] = "", c[32] = "", e[32] = "";
+
+    sscanf(arg, "%31s %31s %31s", a, c, e);
+    if (command(cmd, "pressure-request")) {
+        pressure_request(&pressure, count_arg(a), count_arg(c));
+        print_pressure(NULL, -1);
+    } else if (command(cmd, "pressure-step")) {
+        bool some = pressure_next(&pressure, &step);
+
+        if (some)
+            pressure_done(&pressure, &step, error_arg(a));
+        print_pressure(some ? &step : NULL, -1);
+    } else if (command(cmd, "pressure-run")) {
+        unsigned limit[2] = {count_arg(a), count_arg(c)};
+        long steps = 0;
+
+        /* Bounded: a machine that never finishes is a failure, not a hang of the tests. */
+        while (steps < 1000000 && pressure_next(&pressure, &step)) {
+            bool over = step.op == PRESSURE_ADD && step.index >= limit[step.kind];
+
+            pressure_done(&pressure, &step, over ? error_arg(e) : XSW_OK);
+            steps++;
+        }
+        print_pressure(NULL, steps);
+    } else {
+        printf("{\"resumed\":%s}\n", pressure_resume(&pressure, strcmp(arg, "new") == 0)
+                                         ? "true" : "false");
+    }
+}
+
 static bool command(const char *cmd, const char *word)
 {
     size_t n = strlen(word);
@@ -165,6 +259,7 @@ static bool command(const char *cmd, const char *word)
 int main(void)
 {
     proto_init(&proto);
+    pressure_init(&pressure);
     while (fgets(line, sizeof(line), stdin)) {
         size_t n = strlen(line);
         const char *arg;
@@ -205,6 +300,8 @@ int main(void)
         } else if (command(line, "answer-lost")) {
             proto_on_answer_lost(&proto, &fx);
             print_effects();
+        } else if (strncmp(line, "pressure-", 9) == 0) {
+            pressure_command(line, arg);
         } else if (command(line, "json")) {
             size_t len = unhex(arg);
             print_json_result(json_parse_object(value, len, &doc));

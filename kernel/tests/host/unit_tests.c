@@ -147,7 +147,7 @@ CASE(xs_error_names_map_both_ways)
     static const char *const names[] = { "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT",
                                          "ENOMEM", "ENOSPC", "EIO", "ENOTEMPTY", "ENOSYS",
                                          "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG",
-                                         "EPERM" };
+                                         "EPERM", "EQUOTA" };
 
     for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         enum xsw_error e = xsw_error_from_name(names[i], strlen(names[i]));
