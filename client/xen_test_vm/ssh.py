@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,9 @@ _IPV6 = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.%A-Za-z]*")
 SSH_FAILED = 255
 TRACE = bool(os.environ.get("XEN_TEST_VM_TRACE"))
 REMOTE_SHELL_CRASHED = 128 + 11
+# How long close() waits for a thread that holds the connection's lock once that thread's ssh was
+# ended (a step that outlived its deadline may be reconnecting): then it closes without the lock.
+CLOSE_LOCK_WAIT = 5.0
 
 _HOST_KEY_UNKNOWN = (
     "Host key verification failed",
@@ -122,6 +126,12 @@ def validate_destination(destination: str) -> str:
     return destination
 
 
+def _end_session(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a process started with start_new_session, and whatever it started in its session."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def classify_ssh_failure(destination: str, stderr: str) -> SSHError | None:
     """Turn ssh's own messages (exit status 255) into a one-line error; None if it is not ssh's."""
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
@@ -173,6 +183,9 @@ class SSHHost:
         # Short path: a unix socket path may not exceed ~104 bytes.
         self._control_dir = Path(tempfile.mkdtemp(prefix="xtvm-"))
         self._lock = threading.Lock()
+        # The ssh processes run while holding the lock: close() ends them rather than wait.
+        self._under_lock: set[subprocess.Popen[bytes]] = set()
+        self._closed = False
         self._connected = False
         self._forwards: dict[str, str] = {}
         self._forward_count = 0
@@ -220,19 +233,15 @@ class SSHHost:
         with self._lock:
             if self._connected and self.control_path.exists():
                 return
+            self._refuse_if_closed()
             limit = timeout if timeout is not None else self._connect_timeout * 3 + 30
             try:
-                proc = subprocess.run(
-                    [*self.ssh_argv(), "true"],
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=limit,
-                    start_new_session=True,
-                )
+                proc = self._run_under_lock([*self.ssh_argv(), "true"], limit)
             except subprocess.TimeoutExpired:
                 raise SSHError(
                     f"cannot reach {self.name}: no SSH login within {limit:g} s"
                 ) from None
+            self._refuse_if_closed()
             stderr = proc.stderr.decode(errors="replace")
             self._raise_for_ssh(proc.returncode, stderr)
             if proc.returncode != 0:
@@ -243,6 +252,32 @@ class SSHHost:
                     f"[ssh] connected to {self.name}, ControlPath={self.control_path}",
                     file=sys.stderr,
                 )
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise ConnectionLost(f"connection to {self.name} closed")
+
+    def _run_under_lock(
+        self, argv: list[str], timeout: float
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ssh while holding the lock, where close() can end it (subprocess.run's manner)."""
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._under_lock.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_session(proc)
+            proc.communicate()
+            raise
+        finally:
+            self._under_lock.discard(proc)
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
     def run(
         self,
@@ -354,7 +389,8 @@ class SSHHost:
                 return self._forwards[remote_path]
             self._forward_count += 1
             local = str(self._control_dir / f"fwd{self._forward_count}")
-            proc = subprocess.run(
+            self._refuse_if_closed()
+            proc = self._run_under_lock(
                 [
                     *self.ssh_argv()[:-2],
                     "-O",
@@ -364,9 +400,7 @@ class SSHHost:
                     "--",
                     self.destination.host,
                 ],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=60,
+                60,
             )
             if proc.returncode != 0:
                 raise SSHError(
@@ -376,9 +410,28 @@ class SSHHost:
             self._forwards[remote_path] = local
             return local
 
+    def stop_config_master(self) -> None:
+        """Stop the master connection that a plain `ssh -F CONFIG HOST` left running (the
+        config's own ControlPath and ControlPersist), if there is one."""
+        subprocess.run(
+            [*self.ssh_argv(multiplex=False)[:-2], "-O", "exit", "--", self.destination.host],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+
     def close(self) -> None:
-        """Stop the master connection and remove the private directory."""
-        with self._lock:
+        """Stop the master connection and remove the private directory.
+
+        A step that outlived its deadline may still hold the lock in a background thread, mid
+        reconnect: its ssh is ended, and after CLOSE_LOCK_WAIT the connection closes regardless.
+        """
+        self._closed = True
+        for proc in list(self._under_lock):
+            _end_session(proc)
+        locked = self._lock.acquire(timeout=CLOSE_LOCK_WAIT)
+        try:
             if self.control_path.exists():
                 subprocess.run(
                     [*self.ssh_argv()[:-2], "-O", "exit", "--", self.destination.host],
@@ -390,3 +443,6 @@ class SSHHost:
             self._connected = False
             self._forwards.clear()
             shutil.rmtree(self._control_dir, ignore_errors=True)
+        finally:
+            if locked:
+                self._lock.release()
