@@ -208,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="act this long after the acknowledgement (now: after reading the message)",
     )
+    load = p.add_argument_group("xenstore pressure (PROTOCOL.md section 8)")
+    load.add_argument(
+        "--xs-nodes", type=int, metavar="N", help="hold N nodes under data/test-vm/pressure/n"
+    )
+    load.add_argument("--xs-watches", type=int, metavar="N", help="hold N watches (0 clears)")
 
     p = verb("request", "write a word to control/shutdown and report how the guest answered it")
     p.add_argument(
@@ -352,8 +357,9 @@ def cmd_start(args: argparse.Namespace, session: Session, timeouts: Timeouts) ->
 def send_message(args: argparse.Namespace) -> str:
     """The control/testing message from the arguments (checked before connecting)."""
     timed = args.hang_ms is not None or args.ack_delay_ms or args.action_delay_ms
+    load = args.xs_nodes is not None or args.xs_watches is not None
     if args.message is not None:
-        if args.when or args.action or args.ack or timed:
+        if args.when or args.action or args.ack or timed or load:
             raise UsageError("give either a raw message or the options that build one, not both")
         return str(args.message)
     if not (args.when and args.action):
@@ -369,6 +375,8 @@ def send_message(args: argparse.Namespace) -> str:
             hang_ms=hang,
             ack_delay_ms=args.ack_delay_ms,
             action_delay_ms=args.action_delay_ms,
+            xs_nodes=args.xs_nodes,
+            xs_watches=args.xs_watches,
         ).to_json()
     except ValueError as exc:
         raise UsageError(str(exc)) from None

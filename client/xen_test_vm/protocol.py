@@ -20,6 +20,9 @@ MAX_MESSAGE = 4096
 TIMED_FIELDS = ("hang_ms", "ack_delay_ms", "action_delay_ms")
 MAX_DELAY_MS = 3_600_000
 FOREVER = "forever"
+# Section 8 (1.2): xenstore pressure, how many nodes and watches the guest holds.
+PRESSURE_FIELDS = ("xs_nodes", "xs_watches")
+MAX_PRESSURE = 100_000
 
 When = Literal["now", "onshutdown"]
 
@@ -34,8 +37,14 @@ class Instruction:
     hang_ms: int | str = 0  # or FOREVER
     ack_delay_ms: int = 0
     action_delay_ms: int = 0
+    xs_nodes: int | None = None  # None: not asked (0 clears)
+    xs_watches: int | None = None
 
     def __post_init__(self) -> None:
+        for name in PRESSURE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or not 0 <= value <= MAX_PRESSURE):
+                raise ValueError(f"{name} must be 0 to {MAX_PRESSURE}, not {value!r}")
         for name in TIMED_FIELDS:
             value = getattr(self, name)
             if name == "hang_ms" and value == FOREVER:
@@ -60,6 +69,7 @@ class Instruction:
         if self.when == "now":
             del body["ack"]
         body |= {name: getattr(self, name) for name in TIMED_FIELDS if getattr(self, name)}
+        body |= {n: getattr(self, n) for n in PRESSURE_FIELDS if getattr(self, n) is not None}
         text = json.dumps(body, separators=(",", ":"))
         if len(text) > MAX_MESSAGE or not text.isascii():
             raise ValueError("instruction does not fit a xenstore value (4096 ASCII bytes)")
