@@ -20,7 +20,7 @@ from . import qemu
 from .cpio import CpioWriter
 from .errors import LabCommandError, LabError
 from .hypervisor import DEFAULT_HYPERVISOR
-from .image import SHIM_FILE, SHIM_PATH, LabImage, ensure_image
+from .image import LabImage, ensure_image
 
 SSH_ALIAS = "xen-lab"
 BOOT_TIMEOUT = 300.0
@@ -54,15 +54,19 @@ def write_ssh_files(run_dir: Path, port: int) -> tuple[Path, str, str]:
     return config, client_public, (run_dir / "ssh_host_ed25519_key").read_text()
 
 
-def ssh_host_block(alias: str, port: int, run_dir: Path) -> str:
-    """One ssh_config Host block for a lab dom0 on 127.0.0.1:port, with run_dir's key files."""
+def ssh_host_block(alias: str, port: int, run_dir: Path, host_key_alias: str = "") -> str:
+    """One ssh_config Host block for a lab dom0 on 127.0.0.1:port, with run_dir's key files.
+
+    host_key_alias: the name its host key is pinned under in run_dir's known_hosts, when the
+    block calls the dom0 something else (default: alias).
+    """
     return f"""Host {alias}
     HostName 127.0.0.1
     Port {port}
     User root
     IdentityFile {run_dir / "id_ed25519"}
     IdentitiesOnly yes
-    HostKeyAlias {alias}
+    HostKeyAlias {host_key_alias or alias}
     UserKnownHostsFile {run_dir / "known_hosts"}
     GlobalKnownHostsFile /dev/null
     StrictHostKeyChecking yes
@@ -232,16 +236,6 @@ class LabHost:
         self.run(f"mkdir -p {BASELINE_DIR}")
         self.copy_in(kernel, f"{BASELINE_DIR}/vmlinuz")
         self.copy_in(initrd, f"{BASELINE_DIR}/initrd")
-
-    def install_shim(self) -> None:
-        """Copy Debian's PV shim into dom0 where libxl looks for it (PV-in-PVH guests)."""
-        if self.run(f"test -f {SHIM_PATH}", check=False).returncode == 0:
-            return
-        kernel = self.baseline_files[0]
-        if not kernel:
-            raise LabError("this lab handle does not know where the image's files are")
-        self.run(f"mkdir -p {SHIM_PATH.rsplit('/', 1)[0]}")
-        self.copy_in(Path(kernel).with_name(SHIM_FILE), SHIM_PATH)
 
     def baseline_guest_config(self, name: str = "baseline", memory_mib: int = 128) -> str:
         """An xl config for the Linux baseline guest: Debian's kernel and a busybox initramfs."""

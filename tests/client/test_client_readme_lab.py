@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from xen_test_lab.lab import LabHost, close_ssh
+from xen_test_lab.lab import LabHost, close_ssh, ssh_host_block
 from xen_test_vm import __version__
 from xen_test_vm.errors import ExitCode
 from xen_test_vm.xl import DEFAULT_DIR, config_slug
@@ -133,14 +133,7 @@ class User:
 def _user_ssh(tmp_path: Path, lab: LabHost) -> Path:
     """bin/ssh: the real ssh with a config naming the lab xen1 (a user's ~/.ssh/config)."""
     config = tmp_path / "user-ssh-config"
-    run_dir = lab.run_dir
-    config.write_text(
-        "Host xen1\n"
-        f"    HostName 127.0.0.1\n    Port {lab.port}\n"
-        f"    IdentityFile {run_dir / 'id_ed25519'}\n    IdentitiesOnly yes\n"
-        f"    HostKeyAlias {lab.ssh_alias}\n    UserKnownHostsFile {run_dir / 'known_hosts'}\n"
-        "    GlobalKnownHostsFile /dev/null\n"
-    )
+    config.write_text(ssh_host_block("xen1", lab.port, lab.run_dir, lab.ssh_alias))
     real = next(
         p / "ssh"
         for p in map(Path, os.environ["PATH"].split(os.pathsep))
