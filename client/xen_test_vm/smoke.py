@@ -24,7 +24,6 @@ from .install import upload_run_kernel
 from .reaper import Reaper
 from .session import Session, member_options
 from .toolstack import ConsoleCapture, Vm, VmSpec, default_mode
-from .xl import XlToolstack
 
 SMOKE_MEMORY_MIB = 16
 # The reaper's script that puts console logging back if the client goes away.
@@ -278,13 +277,7 @@ def run_smoke(
         mode=mode or default_mode(session.kind),
         destination=destination,
     )
-    if isinstance(session.toolstack, XlToolstack):
-        session.toolstack = XlToolstack(
-            session.host,
-            session.toolstack.remote_dir,
-            state_dir=reaper.dir,
-            xenstore=session.toolstack.xenstore,
-        )
+    session.toolstack = session.toolstack.for_run(reaper.dir)
     try:
         ctx.consoles = session.toolstack.capture_consoles(session.xs)
         if ctx.consoles is not None:

@@ -177,6 +177,10 @@ class Toolstack(ABC):
     def wait_stopped(self, vm: Vm, domid: int, timeout: float) -> Stopped:
         """Until the VM's domain `domid`, set up with the smoke actions, has stopped."""
 
+    def for_run(self, state_dir: str) -> Toolstack:
+        """This toolstack for one smoke run whose scratch files go to state_dir."""
+        return self
+
     def capture_consoles(self, xs: Xenstore) -> ConsoleCapture | None:
         """Start keeping guests' console output on the host (None: this toolstack cannot)."""
         return None

@@ -114,6 +114,16 @@ class XlToolstack(Toolstack):
         self.state_dir = state_dir or f"{self.remote_dir}/saved"
         self._shim_cpuid: str | None = None  # read from the host on the first PV-in-PVH VM
 
+    def for_run(self, state_dir: str) -> XlToolstack:
+        """Save images are big: a smoke run puts them into its own scratch directory."""
+        return XlToolstack(
+            self.host,
+            self.remote_dir,
+            state_dir=state_dir,
+            xenstore=self.xenstore,
+            domid_lookup=self.domid_lookup,
+        )
+
     def kernel_dir(self) -> str:
         """xl boots a kernel from any path."""
         return self.remote_dir
