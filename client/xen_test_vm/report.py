@@ -51,6 +51,10 @@ class LiveTable:
         if result.detail:
             line += f" -- {result.detail}"
         self.stream.write(line + "\n")
+        if result.console:
+            self.stream.write(
+                "".join(f"    | {text}\n" for text in console_text(result.console).splitlines())
+            )
         self.stream.flush()
 
     def summary(self, results: Sequence[Result], seconds: float) -> None:

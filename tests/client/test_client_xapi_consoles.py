@@ -3,12 +3,13 @@ XAPI, no Xen: tests/client/test_client_xapi_lab.py runs them on the emulator).""
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import cast
 
 from xen_test_vm.remote import CommandResult
-from xen_test_vm.report import as_json, write_junit
+from xen_test_vm.report import LiveTable, as_json, write_junit
 from xen_test_vm.smoke import FAIL, PASS, Result
 from xen_test_vm.xapi import CONSOLE_HEAD, CONSOLE_TAIL, XapiConsoles, console_excerpt
 from xen_test_vm.xenstore import Xenstore
@@ -95,11 +96,16 @@ def test_a_long_console_keeps_its_first_and_last_lines() -> None:
     assert console_excerpt("a\nb") == ["a", "b"]
 
 
-def test_a_failed_rows_console_goes_into_json_and_junit(tmp_path: Path) -> None:
+def test_a_failed_rows_console_goes_into_the_table_json_and_junit(tmp_path: Path) -> None:
     results = [
         Result("now-crash", "guest", "crashed", FAIL, "halted", console={7: [BANNER, "ready"]}),
         Result("boot-status", "guest", "ready", PASS),
     ]
+    table = io.StringIO()
+    for result in results:
+        LiveTable(table)(result)
+    assert f"    | --- console of domain 7 ---\n    | {BANNER}\n    | ready\n" in table.getvalue()
+    assert table.getvalue().count("    | ") == 3
     rows = as_json(results, "h", "xapi", 1.0)["scenarios"]
     assert [r["console"] for r in rows] == [{"7": [BANNER, "ready"]}, {}]
     junit = tmp_path / "smoke.xml"
