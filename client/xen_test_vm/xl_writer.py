@@ -49,3 +49,23 @@ def xl_config_text(settings: Mapping[str, str | int]) -> str:
             # A programming error, not bad input: a plain ValueError, which no caller maps.
             raise ValueError(f"not an xl config key: {key!r}")
     return "".join(f"{key} = {_value(value)}\n" for key, value in settings.items())
+
+
+# Xen 4.17's PV shim sets a K8 erratum bit in MSR HWCR on every AMD family-15 CPU
+# (xen/arch/x86/cpu/amd.c, init_amd) and Xen refuses that write from an HVM guest: the shim dies
+# at boot with a #GP. A real K8 cannot run PVH at all; only an emulated CPU reports family 15
+# with SVM (QEMU's TCG `max` and `qemu64`, as nested test labs run), and there the shim's
+# container is shown a Zen family instead.
+SHIM_CPUID_ON_FAMILY_15 = "host,family=23,model=1,stepping=2"
+
+
+def shim_cpuid(cpuinfo: str) -> str:
+    """The xl `cpuid` a PV-in-PVH guest needs on a host with this /proc/cpuinfo ("": none)."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+        if not line.strip():
+            break  # the first processor speaks for all
+    family_15_amd = fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family") == "15"
+    return SHIM_CPUID_ON_FAMILY_15 if family_15_amd else ""

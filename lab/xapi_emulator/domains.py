@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 # The client's writer: the lab copies that one file into dom0 beside this package.
-from xen_test_vm.xl_writer import XlStringError, xl_config_text
+from xen_test_vm.xl_writer import XlStringError, shim_cpuid, xl_config_text
 
 XL = "xl"
 STATE_DIR = "/var/lib/xapi-emulator"
@@ -28,7 +29,7 @@ class DomainConfig:
     """What xenopsd's VM.build would be given, in xl's terms."""
 
     uuid: str
-    domain_type: str  # pv | pvh
+    domain_type: str  # pv | pvh | pv_in_pvh
     kernel: str
     cmdline: str
     ramdisk: str
@@ -44,10 +45,14 @@ class DomainConfig:
         return f"xapi-{self.uuid}"
 
     def render(self) -> str:
+        # xenopsd boots pv_in_pvh as a PVH domain whose kernel is the PV shim and whose module
+        # is the guest's kernel (ocaml/xenopsd/xc/xenops_server_xen.ml ~2480, pv_shim = true;
+        # the shim from ocaml/xenopsd/lib/resources.ml pvinpvh_xen): libxl's pvshim = 1.
+        shim = self.domain_type == "pv_in_pvh"
         settings: dict[str, str | int] = {
             "name": self.xl_name,
             "uuid": self.uuid,
-            "type": self.domain_type,
+            "type": "pvh" if shim else self.domain_type,
             "kernel": self.kernel,
             "cmdline": self.cmdline,
             "memory": self.memory_mib,
@@ -60,6 +65,11 @@ class DomainConfig:
         }
         if self.ramdisk:
             settings["ramdisk"] = self.ramdisk
+        if shim:
+            settings["pvshim"] = 1
+            cpuid = shim_cpuid(Path("/proc/cpuinfo").read_text())
+            if cpuid:  # the lab's emulated CPU (xl_writer.py says why); no real host needs it
+                settings["cpuid"] = cpuid
         try:
             return xl_config_text(settings)
         except XlStringError as exc:

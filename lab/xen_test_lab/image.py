@@ -45,6 +45,10 @@ _UNWANTED = re.compile(
     r"^usr/share/(doc|man|locale|lintian|bug|info|apport|python3|runit)/|"
     r"^usr/lib/xen-4.17/(boot|lib/python)/|^etc/(init\.d|default|sv|ufw|pam\.d)/"
 )
+# Where libxl looks for the PV shim unless `pvshim_path` says otherwise (XENFIRMWAREDIR).
+SHIM_PATH = "/usr/lib/xen-4.17/boot/xen-shim"
+# Its name in the image directory, beside the baseline guest's files.
+SHIM_FILE = "xen-shim"
 # Top-level directories that are links into /usr on a merged-/usr Debian.
 _MERGED = ("bin", "sbin", "lib", "lib64")
 _XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -252,6 +256,9 @@ def _build(pkgs: list[packages.Package], debs_dir: Path, out: Path) -> None:
     # them in when a test or the bench boots the baseline).
     (work / "baseline-vmlinuz").write_bytes(bzimage)
     (work / "baseline-initrd").write_bytes(_baseline_initramfs(staging))
+    # Debian's PV shim (xen-utils-4.17, built from the same source as the hypervisor package):
+    # 6 MB that only PV-in-PVH guests use, so it too is copied in on use (LabHost.install_shim).
+    shutil.copy(staging / SHIM_PATH.lstrip("/"), work / SHIM_FILE)
     rootfs = resources.files("xen_test_lab") / "rootfs"
     (tree / "init").write_bytes((rootfs / "init").read_bytes())
     (tree / "init").chmod(0o755)

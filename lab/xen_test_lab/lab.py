@@ -20,7 +20,7 @@ from . import qemu
 from .cpio import CpioWriter
 from .errors import LabCommandError, LabError
 from .hypervisor import DEFAULT_HYPERVISOR
-from .image import LabImage, ensure_image
+from .image import SHIM_FILE, SHIM_PATH, LabImage, ensure_image
 
 SSH_ALIAS = "xen-lab"
 BOOT_TIMEOUT = 300.0
@@ -236,6 +236,16 @@ class LabHost:
         self.run(f"mkdir -p {BASELINE_DIR}")
         self.copy_in(kernel, f"{BASELINE_DIR}/vmlinuz")
         self.copy_in(initrd, f"{BASELINE_DIR}/initrd")
+
+    def install_shim(self) -> None:
+        """Copy Debian's PV shim into dom0 where libxl looks for it (PV-in-PVH guests)."""
+        if self.run(f"test -f {SHIM_PATH}", check=False).returncode == 0:
+            return
+        kernel = self.baseline_files[0]
+        if not kernel:
+            raise LabError("this lab handle does not know where the image's files are")
+        self.run(f"mkdir -p {SHIM_PATH.rsplit('/', 1)[0]}")
+        self.copy_in(Path(kernel).with_name(SHIM_FILE), SHIM_PATH)
 
     def baseline_guest_config(self, name: str = "baseline", memory_mib: int = 128) -> str:
         """An xl config for the Linux baseline guest: Debian's kernel and a busybox initramfs."""

@@ -9,6 +9,7 @@ from xen_test_vm.errors import ToolstackError, UsageError
 from xen_test_vm.remote import CommandResult
 from xen_test_vm.toolstack import Vm, VmSpec, default_mode, validate_vm_name
 from xen_test_vm.xl import ACK_FAILURE, XlToolstack, config_slug, xl_config, xl_string
+from xen_test_vm.xl_writer import SHIM_CPUID_ON_FAMILY_15, shim_cpuid
 
 from tests.client.client_fakes import RecordingHost
 
@@ -267,3 +268,46 @@ def test_a_domain_gone_between_lookup_and_xl_list_is_looked_up_again(
     ts = XlToolstack(recording_host)
     ts.domid = lambda vm: 2  # type: ignore[method-assign]
     assert ts.power_state(Vm("vm", "/cfg")) == "running"
+
+
+def test_pv_in_pvh_is_a_pvh_domain_with_the_shim() -> None:
+    text = xl_config(VmSpec(name="t", kernel="/k", mode="pv_in_pvh"))
+    assert 'type = "pvh"\n' in text and "pvshim = 1\n" in text and "cpuid" not in text
+    assert "pvshim" not in xl_config(VmSpec(name="t", kernel="/k", mode="pvh"))
+
+
+CPUINFO = "processor\t: {n}\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: 107\n\n"
+
+
+@pytest.mark.parametrize(
+    ("vendor", "family", "wanted"),
+    [
+        ("AuthenticAMD", 15, SHIM_CPUID_ON_FAMILY_15),  # QEMU's TCG max / qemu64
+        ("AuthenticAMD", 25, ""),
+        ("GenuineIntel", 15, ""),
+        ("GenuineIntel", 6, ""),
+    ],
+)
+def test_the_shim_gets_a_zen_family_only_on_family_15_amd(
+    vendor: str, family: int, wanted: str
+) -> None:
+    cpuinfo = "".join(CPUINFO.format(n=n, vendor=vendor, family=family) for n in range(2))
+    assert shim_cpuid(cpuinfo) == wanted
+
+
+def test_xl_writes_the_shim_cpuid_the_host_needs(recording_host: RecordingHost) -> None:
+    """The host's /proc/cpuinfo is read once, and only for a PV-in-PVH VM."""
+    cpuinfo = CPUINFO.format(n=0, vendor="AuthenticAMD", family=15)
+
+    def respond(argv: list[str], _input: bytes | None) -> CommandResult | None:
+        return CommandResult(argv, 0, cpuinfo, "") if argv == ["cat", "/proc/cpuinfo"] else None
+
+    recording_host.responder = respond
+    ts = XlToolstack(recording_host)
+    ts.define(VmSpec(name="plain", kernel="/k", mode="pv"))
+    assert ["cat", "/proc/cpuinfo"] not in recording_host.calls
+    for name in ("a", "b"):
+        ts.define(VmSpec(name=name, kernel="/k", mode="pv_in_pvh"))
+    assert recording_host.calls.count(["cat", "/proc/cpuinfo"]) == 1
+    written = recording_host.inputs[-1] or b""
+    assert f'cpuid = "{SHIM_CPUID_ON_FAMILY_15}"\n'.encode() in written

@@ -18,6 +18,7 @@ from xen_test_lab.dom0_xs import REMOTE_TOOL
 from xen_test_lab.lab import LabHost
 from xen_test_vm.toolstack import VmSpec
 from xen_test_vm.xl import xl_config as client_xl_config
+from xen_test_vm.xl_writer import SHIM_CPUID_ON_FAMILY_15
 
 REMOTE_DIR = "/root/xen-test-vm-tests"
 REMOTE_KERNEL = f"{REMOTE_DIR}/test-vm.xen.gz"
@@ -46,7 +47,8 @@ def xl_config(
     on_crash: str = "preserve",
     mode: str = "pv",
 ) -> str:
-    """The client's xl config of a test guest (one vCPU) booting in `mode` (pv or pvh)."""
+    """The client's xl config of a test guest (one vCPU) booting in `mode` (pv, pvh or
+    pv_in_pvh)."""
     spec = VmSpec(
         name=name,
         kernel=kernel,
@@ -55,7 +57,13 @@ def xl_config(
         on_crash=on_crash,
         mode=mode,
     )
-    return client_xl_config(spec)
+    return client_xl_config(spec, lab_cpuid(mode))
+
+
+def lab_cpuid(mode: str) -> str:
+    """The xl cpuid a guest of this mode needs in the lab: the PV shim cannot boot on the
+    family-15 CPU that QEMU's TCG `max` reports (xl_writer.SHIM_CPUID_ON_FAMILY_15 says why)."""
+    return SHIM_CPUID_ON_FAMILY_15 if mode == "pv_in_pvh" else ""
 
 
 @dataclass
@@ -208,6 +216,8 @@ def create_guest(
     """
     name = unique_name(prefix)
     config_path = f"{REMOTE_DIR}/{name}.cfg"
+    if mode == "pv_in_pvh":
+        host.install_shim()
     host.run(
         f"cat > {config_path}",
         input=xl_config(name, kernel=kernel, memory_mib=memory_mib, cmdline=cmdline, mode=mode),

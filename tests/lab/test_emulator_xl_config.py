@@ -111,3 +111,9 @@ def test_the_dom0_copy_writes_the_same_config(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == DomainConfig("u", "pv", "/k", HOSTILE, "", 16, 16, 1, 1).render()
+
+
+def test_pv_in_pvh_boots_the_kernel_in_the_shim() -> None:
+    lines = _lines(replace(BASE, domain_type="pv_in_pvh").render())
+    assert (lines["type"], lines["pvshim"]) == ('"pvh"', "1")
+    assert "pvshim" not in _lines(BASE.render())
