@@ -47,8 +47,13 @@ def xl_config_text(settings: Mapping[str, str | int]) -> str:
 
 
 def xl_config(spec: VmSpec, cpuid: str = "") -> str:
-    """The xl domain configuration for a test VM (`cpuid`: a libxl cpuid policy, if any)."""
+    """The xl domain configuration for a test VM (`cpuid`: a libxl cpuid policy, if any).
+
+    A PV-in-PVH domain's shim takes its memory from the domain's: as XAPI does, the VM gets its
+    own memory and the shim more on top.
+    """
     shim = spec.mode == "pv_in_pvh"
+    extra = xl_writer.shim_mib(spec.memory_mib) if shim else 0
     return xl_config_text(
         {
             "name": spec.name,
@@ -57,8 +62,8 @@ def xl_config(spec: VmSpec, cpuid: str = "") -> str:
             **({"cpuid": cpuid} if cpuid else {}),
             "kernel": spec.kernel,
             "cmdline": spec.cmdline,
-            "memory": spec.memory_mib,
-            "maxmem": spec.memory_mib,
+            "memory": spec.memory_mib + extra,
+            "maxmem": spec.memory_mib + extra,
             "vcpus": spec.vcpus,
             "on_poweroff": spec.on_poweroff,
             "on_reboot": spec.on_reboot,

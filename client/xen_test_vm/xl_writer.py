@@ -59,6 +59,12 @@ def xl_config_text(settings: Mapping[str, str | int]) -> str:
 SHIM_CPUID_ON_FAMILY_15 = "host,family=23,model=1,stepping=2"
 
 
+def shim_mib(memory_mib: int) -> int:
+    """The memory XAPI gives a PV-in-PVH domain's shim on top of the VM's own: 23 MiB and one
+    per 90 (ocaml/xapi-idl/memory/memory.ml, PVinPVH_memory_model_data.shim_mib)."""
+    return 23 + memory_mib // 90
+
+
 def shim_cpuid(cpuinfo: str) -> str:
     """The xl `cpuid` a PV-in-PVH guest needs on a host with this /proc/cpuinfo ("": none)."""
     fields: dict[str, str] = {}

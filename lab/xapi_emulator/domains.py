@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The client's writer: the lab copies that one file into dom0 beside this package.
-from xen_test_vm.xl_writer import XlStringError, shim_cpuid, xl_config_text
+from xen_test_vm.xl_writer import XlStringError, shim_cpuid, shim_mib, xl_config_text
 
 XL = "xl"
 STATE_DIR = "/var/lib/xapi-emulator"
@@ -49,14 +49,15 @@ class DomainConfig:
         # is the guest's kernel (ocaml/xenopsd/xc/xenops_server_xen.ml ~2480, pv_shim = true;
         # the shim from ocaml/xenopsd/lib/resources.ml pvinpvh_xen): libxl's pvshim = 1.
         shim = self.domain_type == "pv_in_pvh"
+        extra = shim_mib(self.maxmem_mib) if shim else 0  # memory.ml: on top, from static_max
         settings: dict[str, str | int] = {
             "name": self.xl_name,
             "uuid": self.uuid,
             "type": "pvh" if shim else self.domain_type,
             "kernel": self.kernel,
             "cmdline": self.cmdline,
-            "memory": self.memory_mib,
-            "maxmem": self.maxmem_mib,
+            "memory": self.memory_mib + extra,
+            "maxmem": self.maxmem_mib + extra,
             "vcpus": self.vcpus,
             "maxvcpus": self.max_vcpus,
             "on_poweroff": "preserve",

@@ -271,8 +271,10 @@ def test_a_domain_gone_between_lookup_and_xl_list_is_looked_up_again(
 
 
 def test_pv_in_pvh_is_a_pvh_domain_with_the_shim() -> None:
-    text = xl_config(VmSpec(name="t", kernel="/k", mode="pv_in_pvh"))
+    text = xl_config(VmSpec(name="t", kernel="/k", mode="pv_in_pvh", memory_mib=180))
     assert 'type = "pvh"\n' in text and "pvshim = 1\n" in text and "cpuid" not in text
+    # XAPI's memory model: the shim's 23 MiB + 1 per 90 on top of the VM's own.
+    assert "memory = 205\n" in text and "maxmem = 205\n" in text
     assert "pvshim" not in xl_config(VmSpec(name="t", kernel="/k", mode="pvh"))
 
 

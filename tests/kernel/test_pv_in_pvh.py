@@ -4,7 +4,7 @@ The shim is Debian's own (`xen-utils-4.17`, built from the same source as the hy
 package): a Xen that runs as a PVH guest and hosts one PV kernel. Our kernel must not tell the
 difference — it says `mode pv` — while Xen sees a PVH domain that suspends and live-migrates
 with hardware-assisted paging, which plain PV cannot do on Debian's hypervisor (no shadow
-paging). The shim itself takes about 21 MiB of the domain's memory, hence 32 MiB here.
+paging). The shim's memory comes on top of the guest's, as XAPI gives it (xl_writer.shim_mib).
 The shim forwards xenstore and event channels unchanged, so these tests run on one xenstored.
 """
 
@@ -24,7 +24,7 @@ from tests.kernel.test_suspend import assert_obeys_a_request, checkpoint, save_r
 pytestmark = [pytest.mark.lab, pytest.mark.any_xenstored]
 
 MODE = "pv_in_pvh"
-MEMORY_MIB = 32
+MEMORY_MIB = 16
 
 
 @pytest.fixture
@@ -40,7 +40,8 @@ def test_boots_as_pv_inside_a_pvh_container(lab_host: LabHost, shim_guest: Guest
     match = re.search(r" mode (\S+) domid (\d+) memory (\d+) KiB$", banner)
     assert match, banner
     assert match.group(1) == "pv"
-    assert 4 * 1024 <= int(match.group(3)) < MEMORY_MIB * 1024, "the shim keeps part of it"
+    # The shim keeps a little of what it is given beyond its share; the guest has ~its own.
+    assert MEMORY_MIB * 1024 * 3 // 4 <= int(match.group(3)) <= (MEMORY_MIB + 8) * 1024, banner
     assert shim_guest.status()["state"] == "ready"
     for feature in ("poweroff", "reboot", "suspend"):
         assert shim_guest.read(f"control/feature-{feature}") == "1"

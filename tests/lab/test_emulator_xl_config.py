@@ -116,4 +116,5 @@ def test_the_dom0_copy_writes_the_same_config(tmp_path: Path) -> None:
 def test_pv_in_pvh_boots_the_kernel_in_the_shim() -> None:
     lines = _lines(replace(BASE, domain_type="pv_in_pvh").render())
     assert (lines["type"], lines["pvshim"]) == ('"pvh"', "1")
+    assert (lines["memory"], lines["maxmem"]) == ("39", "55")  # + 23 + static_max // 90
     assert "pvshim" not in _lines(BASE.render())
