@@ -53,6 +53,7 @@ from .bench import latency_summary
 from .dom0_xs import REPO_ROOT, Dom0Script, install_tool
 from .errors import LabError
 from .lab import LabHost
+from .qemu import guest_cpuid
 
 Report = dict[str, Any]
 
@@ -76,14 +77,14 @@ PAIR_TARGET_MS = 200
 REMOTE_DIR = "/root/xen-test-vm-bench"
 READY_TIMEOUT_MS = 120_000
 REPO_KERNEL = REPO_ROOT / "kernel"
-# The boot modes of the one image, as xl's `type`.
-KERNEL_MODES = ("pv", "pvh")
+# The boot modes of the one image (pv_in_pvh: the PV kernel in Xen's PV shim).
+KERNEL_MODES = ("pv", "pvh", "pv_in_pvh")
 
 
 def _kernel_config(name: str, kernel: str, memory_mib: int, mode: str, cmdline: str = "") -> str:
     """The client's xl config of a test VM (one vCPU, xl's default actions)."""
     spec = VmSpec(name=name, kernel=kernel, memory_mib=memory_mib, cmdline=cmdline, mode=mode)
-    return xl_config(spec)
+    return xl_config(spec, guest_cpuid(mode))
 
 
 def _timed(host: LabHost, script: str, timeout: float = 300.0) -> tuple[float, str]:
@@ -367,8 +368,9 @@ def _targets(report: Report) -> Report:
 
 
 def _install(host: LabHost, kernel_image: Path) -> tuple[str, str]:
-    """xtv-xs and the kernel image into dom0; their paths there."""
+    """xtv-xs, the kernel image (and the PV shim) into dom0; their paths there."""
     host.run(f"mkdir -p {REMOTE_DIR}")
+    host.install_shim()
     tool = install_tool(host)
     kernel = f"{REMOTE_DIR}/test-vm.xen.gz"
     host.copy_in(kernel_image, kernel)

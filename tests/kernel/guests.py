@@ -16,9 +16,9 @@ from pathlib import Path
 
 from xen_test_lab.dom0_xs import REMOTE_TOOL
 from xen_test_lab.lab import LabHost
+from xen_test_lab.qemu import guest_cpuid
 from xen_test_vm.toolstack import VmSpec
 from xen_test_vm.xl import xl_config as client_xl_config
-from xen_test_vm.xl_writer import SHIM_CPUID_ON_FAMILY_15
 
 REMOTE_DIR = "/root/xen-test-vm-tests"
 REMOTE_KERNEL = f"{REMOTE_DIR}/test-vm.xen.gz"
@@ -57,13 +57,7 @@ def xl_config(
         on_crash=on_crash,
         mode=mode,
     )
-    return client_xl_config(spec, lab_cpuid(mode))
-
-
-def lab_cpuid(mode: str) -> str:
-    """The xl cpuid a guest of this mode needs in the lab: the PV shim cannot boot on the
-    family-15 CPU that QEMU's TCG `max` reports (xl_writer.SHIM_CPUID_ON_FAMILY_15 says why)."""
-    return SHIM_CPUID_ON_FAMILY_15 if mode == "pv_in_pvh" else ""
+    return client_xl_config(spec, guest_cpuid(mode))
 
 
 @dataclass
