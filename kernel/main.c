@@ -273,6 +273,10 @@ static bool pressure_work(void)
 
         kbuf_init(&b, path, sizeof(path));
         kbuf_puts(&b, step.kind == PRESSURE_NODES ? PRESSURE_DIR "n" : PRESSURE_DIR "w");
+        /* Nodes in groups of 100: C xenstored refuses a node over 2048 bytes, its children's
+         * names included, so one directory of them all would stop at about 530. */
+        if (step.kind == PRESSURE_NODES && step.op != PRESSURE_CLEAR)
+            kbuf_printf(&b, "/%u", step.index / 100);
         if (step.op != PRESSURE_CLEAR)
             kbuf_printf(&b, "/%u", step.index);
         if (step.op == PRESSURE_DONE) {

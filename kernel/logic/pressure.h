@@ -9,8 +9,8 @@
  * result to pressure_done(); it takes a few steps per pass of its loop, so watch events (and so
  * control/shutdown) are never waiting behind more than a few requests.
  *
- * Nodes are data/test-vm/pressure/n/<i>, watches are on data/test-vm/pressure/w/<i> (a path
- * nobody writes), i from 0: the guest holds the first `held` of each. The first request that
+ * Nodes are data/test-vm/pressure/n/<i/100>/<i>, watches are on data/test-vm/pressure/w/<i> (a
+ * path nobody writes), i from 0: the guest holds the first `held` of each. The first request that
  * fails stops the work on that kind where it is (its target becomes what it holds) and is kept
  * as the error until the next request.
  */
