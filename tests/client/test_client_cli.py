@@ -206,6 +206,7 @@ def test_scale_refuses_bad_numbers_before_connecting(args: list[str], message: s
         (["--when", "now", "--action", "ignore", "--hang-ms", "soon"], "--hang-ms must be a whole"),
         (["--when", "now", "--action", "ignore", "--ack-delay-ms", "-1"], "ack_delay_ms must be 0"),
         (["{}", "--hang-ms", "5"], "either a raw message or the options"),
+        (["--when", "now", "--action", "ignore", "--xs-nodes", "-3"], "xs_nodes must be 0"),
     ],
 )
 def test_send_refuses_bad_timed_options_before_connecting(args: list[str], message: str) -> None:

@@ -63,6 +63,18 @@ def test_timed_fields_out_of_range_are_refused(fields: dict[str, object]) -> Non
         Instruction("now", "ignore", **fields)  # type: ignore[arg-type]
 
 
+def test_pressure_fields_are_written_when_asked_zero_included() -> None:
+    asked = Instruction("now", "ignore", xs_nodes=200, xs_watches=0)
+    assert asked.to_json() == '{"when":"now","action":"ignore","xs_nodes":200,"xs_watches":0}'
+    assert "xs_" not in Instruction("now", "ignore").to_json()
+
+
+@pytest.mark.parametrize("fields", [{"xs_nodes": -1}, {"xs_watches": 100_001}, {"xs_nodes": 1.5}])
+def test_pressure_fields_out_of_range_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="must be 0 to 100000"):
+        Instruction("now", "ignore", **fields)  # type: ignore[arg-type]
+
+
 def test_control_keys_are_owned_by_dom0_and_read_write_for_the_guest() -> None:
     assert guest_writable(7) == ["n0", "b7"]
 
@@ -85,6 +97,20 @@ def test_every_protocol_section_has_scenarios() -> None:
         "late-ack-just-inside-timeout",
         "late-ack-past-timeout",
         "suspend-no-ack",
+        "luna-rossa-bogus-clean-shutdown",
+        "luna-rossa-bogus-suspend",
+    ]
+    # luna-rossa's default "positive" suite (7 cases) and its ack "bogus" (issue 11 item 5).
+    assert [s.name for s in select(ALL, None, ["luna-rossa*"], [])] == [
+        "luna-rossa-suspend",
+        "luna-rossa-clean-shutdown",
+        "luna-rossa-hard-shutdown",
+        "luna-rossa-paused-hard-shutdown",
+        "luna-rossa-suspended-resume",
+        "luna-rossa-suspended-resume-paused",
+        "luna-rossa-suspended-hard-shutdown",
+        "luna-rossa-bogus-clean-shutdown",
+        "luna-rossa-bogus-suspend",
     ]
 
 
