@@ -29,7 +29,7 @@ from .output import ProgressBar, key_values, print_json
 from .scale import MAX_COUNT, SCALE_CMDLINE, SCALE_MEMORY_MIB
 from .session import ConnectOptions, Session
 from .timeouts import GUEST_TIMEOUT, TOOLSTACK_TIMEOUT, Timeouts
-from .toolstack import MIN_MEMORY_MIB, MODES, Vm, within
+from .toolstack import MIN_MEMORY_MIB, MODES, Vm, default_mode, within
 
 __all__ = ["build_parser", "main", "run", "within"]
 
@@ -520,7 +520,8 @@ def cmd_smoke(args: argparse.Namespace, session: Session, kernel: KernelChoice) 
     seconds = time.monotonic() - started
     table.summary(results, seconds)
     if args.json:
-        print_json(as_json(results, session.host.name, session.kind, seconds))
+        mode = args.mode or default_mode(session.kind)
+        print_json(as_json(results, session.host.name, session.kind, seconds, mode))
     if args.junit:
         write_junit(args.junit, results, session.host.name, seconds)
     return exit_code(results)

@@ -83,11 +83,14 @@ def exit_code(results: Sequence[Result]) -> ExitCode:
     return ExitCode.OK
 
 
-def as_json(results: Sequence[Result], host: str, toolstack: str, seconds: float) -> dict[str, Any]:
-    """The machine-readable report."""
+def as_json(
+    results: Sequence[Result], host: str, toolstack: str, seconds: float, mode: str
+) -> dict[str, Any]:
+    """The machine-readable report (`mode`: the boot mode the run's VMs used)."""
     return {
         "host": host,
         "toolstack": toolstack,
+        "mode": mode,
         "seconds": round(seconds, 3),
         "passed": count(results)[PASS],
         "failed": count(results)[FAIL],

@@ -129,8 +129,9 @@ RESULTS = [
 
 
 def test_json_report() -> None:
-    report = as_json(RESULTS, "h", "xl", 3.6)
+    report = as_json(RESULTS, "h", "xl", 3.6, "pvh")
     assert (report["passed"], report["failed"], report["skipped"]) == (1, 1, 1)
+    assert (report["toolstack"], report["mode"]) == ("xl", "pvh")
     assert json.loads(json.dumps(report))["scenarios"][1]["detail"] == "boom <&>"
 
 

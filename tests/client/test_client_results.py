@@ -58,7 +58,7 @@ def test_exit_code_failures_before_errors() -> None:
 
 
 def test_errors_are_counted_apart_in_json_and_junit(tmp_path: Path) -> None:
-    report = as_json(MIXED, "h", "xl", 4.0)
+    report = as_json(MIXED, "h", "xl", 4.0, "pv")
     assert (report["passed"], report["failed"], report["errors"], report["skipped"]) == (1, 1, 1, 1)
     assert report["exit_code"] == 1
     assert [s["outcome"] for s in report["scenarios"]] == ["pass", "fail", "error", "skip"]

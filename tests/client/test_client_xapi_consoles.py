@@ -106,7 +106,7 @@ def test_a_failed_rows_console_goes_into_the_table_json_and_junit(tmp_path: Path
         LiveTable(table)(result)
     assert f"    | --- console of domain 7 ---\n    | {BANNER}\n    | ready\n" in table.getvalue()
     assert table.getvalue().count("    | ") == 3
-    rows = as_json(results, "h", "xapi", 1.0)["scenarios"]
+    rows = as_json(results, "h", "xapi", 1.0, "pvh")["scenarios"]
     assert [r["console"] for r in rows] == [{"7": [BANNER, "ready"]}, {}]
     junit = tmp_path / "smoke.xml"
     write_junit(junit, results, "h", 1.0)

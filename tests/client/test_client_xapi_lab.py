@@ -150,7 +150,7 @@ def test_xapi_crash_checkpoint_now_suspend_and_console_logs(
     [(domid, lines)] = failed.console.items()
     assert lines[0].startswith("xen-test-vm ") and f" domid {domid} " in lines[0], lines
     assert "ready" in lines
-    report = as_json(results, session.host.name, "xapi", 1.0)
+    report = as_json(results, session.host.name, "xapi", 1.0, "pvh")
     row = next(r for r in report["scenarios"] if r["name"] == failed.name)
     assert row["console"] == {str(domid): lines}
     assert all(r["console"] == {} for r in report["scenarios"] if r["outcome"] == "pass")

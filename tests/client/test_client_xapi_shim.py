@@ -39,7 +39,7 @@ def test_xapi_pv_in_pvh_rows_on_the_emulator(xapi_host: LabHost, client_kernel: 
         proc.stdout[-3000:] + proc.stderr[-2000:] + xapi_lab.log(xapi_host)[-2000:]
     )
     report = json.loads(proc.stdout)
-    assert report["toolstack"] == "xapi"
+    assert (report["toolstack"], report["mode"]) == ("xapi", "pv_in_pvh")
     assert {s["name"]: s["outcome"] for s in report["scenarios"]} == dict.fromkeys(ROWS, "pass")
     assert leftovers(xapi_host) == []
 
