@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from .errors import GuestTimeout, ToolstackError
 from .guest import ACKED, DELETED, GONE, Guest
-from .protocol import FOREVER, Instruction
+from .protocol import FOREVER, TESTING, Instruction
 from .reaper import Reaper
 from .smoke import Context, Scenario, ScenarioFailed, ScenarioSkipped, TestVm, expect
 from .xl import ACK_WAIT
@@ -331,12 +331,18 @@ def clean_shutdown_no_ack(ctx: Context) -> str:
 
 
 def _per_toolstack(
-    name: str, expected: str, after: dict[str, str], run: Callable[[Context], str]
+    name: str,
+    expected: str,
+    after: dict[str, str],
+    run: Callable[[Context], str],
+    background: bool = False,
 ) -> Scenario:
     """A toolstack row whose outcome differs by toolstack: `after` (kind -> outcome) is data the
     row reads, and the expectation names it."""
     outcomes = "; ".join(f"{kind}: {what}" for kind, what in after.items())
-    return Scenario(name, "toolstack", f"{expected} ({outcomes})", run, frozenset(after))
+    return Scenario(
+        name, "toolstack", f"{expected} ({outcomes})", run, frozenset(after), background=background
+    )
 
 
 def _armed_reboot_on_poweroff(after: dict[str, str]) -> Scenario:
@@ -564,6 +570,179 @@ def suspend_no_ack(ctx: Context) -> str:
     return _refused_without_ack(ctx, "suspend", "suspend")
 
 
+# ---------------------------------------------------------------- luna-rossa's cases
+# xapi-project/luna-rossa (tests/powercycle.ml), the harness that drove the 2016 test VM: its
+# default "positive" suite, and its ack "bogus". Its message, written as it wrote it: this key
+# order, no chmod (on XAPI hosts the guest owns control/, so it can acknowledge; on xl it
+# cannot, and carries on: PROTOCOL.md section 6). Where luna-rossa slept 2 s, the rows wait for
+# data/test-vm/state. The outcomes are xenopsd's (sources named per row) and xl's equivalents.
+
+
+def _luna_rossa_vm(ctx: Context, tag: str, action: str, ack: str, paused: bool = False) -> TestVm:
+    tv = ctx.boot(f"lr-{tag}", paused=paused)
+    message = json.dumps(
+        {"when": "onshutdown", "action": action, "ack": ack}, separators=(",", ":")
+    )
+    tv.guest.xs.write(tv.guest.path(TESTING), message)
+    if not paused:  # a paused guest cannot read it (luna-rossa wrote it all the same)
+        tv.guest.wait_state("armed")
+    return tv
+
+
+def _power_state(ctx: Context, tv: TestVm, wanted: str, after: str) -> str:
+    state = ctx.session.toolstack.power_state(tv.vm)
+    expect(state == wanted, f"power state {state} after {after}, want {wanted}")
+    return state
+
+
+def _suspended(ctx: Context, tag: str) -> TestVm:
+    """luna-rossa's Suspended starting state: started, then suspended (no message: no domain)."""
+    tv = _fresh(ctx, f"lr-suspended-{tag}")
+    ctx.session.toolstack.suspend(tv.vm)
+    _power_state(ctx, tv, "suspended", "the suspend")
+    return tv
+
+
+def _resumed(ctx: Context, tv: TestVm) -> str:
+    """The guest runs again in a new domain and counts the resume."""
+    old = tv.guest.domid
+    ctx.refresh(tv)
+    tv.guest.wait_state("ready")
+    expect(tv.guest.domid != old, "resumed in the same domain")
+    resumes = tv.guest.read("data/test-vm/resumes")
+    expect(resumes == "1", f"resumes {resumes!r}, want '1'")
+    return f"domid {old} -> {tv.guest.domid}, resumes {resumes}"
+
+
+def _armed_then(ctx: Context, action: str, operation: str, wanted: str) -> str:
+    """Arm `action` with ack ok, do the toolstack `operation`: the VM ends `wanted`."""
+    tv = _luna_rossa_vm(ctx, operation.replace(" ", "-"), action, "ok")
+    ts = ctx.session.toolstack
+    {"suspend": ts.suspend, "hard shutdown": ts.hard_shutdown}[operation](tv.vm)
+    state = _power_state(ctx, tv, wanted, f"the {operation}")
+    ctx.destroy(tv)
+    return f"power state {state}"
+
+
+def lr_suspend(ctx: Context) -> str:
+    """xenopsd: the guest acks and suspends, VM.suspend succeeds, Suspended
+    (ocaml/xenopsd/xc/xenops_server_xen.ml VM.save; ocaml/xapi/xapi_vm.ml suspend)."""
+    return _armed_then(ctx, "suspend", "suspend", "suspended")
+
+
+def lr_clean_shutdown(ctx: Context) -> str:
+    """xenopsd: ack, any shutdown, Halted (ocaml/xenopsd/lib/xenops_server.ml VM_shutdown)."""
+    tv = _luna_rossa_vm(ctx, "clean-shutdown", "poweroff", "ok")
+    ctx.session.toolstack.clean_shutdown(tv.vm)
+    detail = _expect_stop(ctx, tv, "poweroff")
+    ctx.destroy(tv)
+    return detail
+
+
+def lr_hard_shutdown(ctx: Context) -> str:
+    """The guest is not asked: Halted (ocaml/xapi/xapi_vm_lifecycle.ml: hard_shutdown on
+    Running, Paused, Suspended)."""
+    return _armed_then(ctx, "poweroff", "hard shutdown", "halted")
+
+
+def lr_paused_hard_shutdown(ctx: Context) -> str:
+    """VM.start start_paused=true: Paused; hard_shutdown: Halted (xapi_vm_lifecycle.ml)."""
+    tv = _luna_rossa_vm(ctx, "paused", "poweroff", "ok", paused=True)
+    _power_state(ctx, tv, "paused", "a paused start")
+    ctx.session.toolstack.hard_shutdown(tv.vm)
+    state = _power_state(ctx, tv, "halted", "the hard shutdown")
+    ctx.destroy(tv)
+    return f"paused, then power state {state}"
+
+
+def lr_suspended_resume(ctx: Context) -> str:
+    """VM.resume: Running in a new domain; then, as luna-rossa did, a clean shutdown."""
+    tv = _suspended(ctx, "resume")
+    ctx.session.toolstack.resume(tv.vm)
+    _power_state(ctx, tv, "running", "the resume")
+    moved = _resumed(ctx, tv)
+    ctx.session.toolstack.clean_shutdown(tv.vm)
+    stop = _expect_stop(ctx, tv, "poweroff")
+    ctx.destroy(tv)
+    return f"running, {moved}; clean shutdown: {stop}"
+
+
+def lr_suspended_resume_paused(ctx: Context) -> str:
+    """VM.resume start_paused=true: Paused; VM.unpause: Running (xapi_vm_lifecycle.ml)."""
+    tv = _suspended(ctx, "resume-paused")
+    ctx.session.toolstack.resume(tv.vm, paused=True)
+    _power_state(ctx, tv, "paused", "a paused resume")
+    ctx.session.toolstack.unpause(tv.vm)
+    _power_state(ctx, tv, "running", "the unpause")
+    moved = _resumed(ctx, tv)
+    ctx.destroy(tv)
+    return f"paused, unpaused: running, {moved}"
+
+
+def lr_suspended_hard_shutdown(ctx: Context) -> str:
+    """A Suspended VM's hard shutdown drops its image: Halted (xapi_vm_lifecycle.ml)."""
+    tv = _suspended(ctx, "hard-shutdown")
+    ctx.session.toolstack.hard_shutdown(tv.vm)
+    state = _power_state(ctx, tv, "halted", "the hard shutdown")
+    ctx.destroy(tv)
+    return f"suspended, then power state {state}"
+
+
+def _bogus_ack(ctx: Context, request: str, action: str, want: str) -> str:
+    """ack "bogus": the guest writes "bogus" into control/shutdown, then does `action`.
+
+    `want`: "ack error" where the toolstack never takes "bogus" for the ack (xenopsd: only ""
+    or the key gone, ocaml/xenopsd/xc/domain.ml shutdown_wait_for_ack) and reports its ack error
+    at the timeout, or the power state where it does take it.
+    """
+    tv = _luna_rossa_vm(ctx, f"bogus-{request}", action, "bogus")
+    operation = {
+        "shutdown": ctx.session.toolstack.clean_shutdown,
+        "suspend": ctx.session.toolstack.suspend,
+    }[request]
+    started = time.monotonic()
+    try:
+        operation(tv.vm)
+    except ToolstackError as exc:
+        took = time.monotonic() - started
+        expect(want == "ack error", f"the toolstack refused the ack 'bogus': {exc}")
+        expect(exc.code == _ack_code(ctx, request), f"wrong error: {exc}")
+        stop = _expect_stop(ctx, tv, action)
+        ctx.destroy(tv)
+        return f"{exc.code} after {took:.0f} s; the guest did its {action} anyway: {stop}"
+    expect(want != "ack error", f"the toolstack took the ack 'bogus' for a {request}")
+    state = _power_state(ctx, tv, want, f"a {request} acknowledged with 'bogus'")
+    ctx.destroy(tv)
+    return f"ack 'bogus' accepted: power state {state}"
+
+
+def lr_bogus_clean_shutdown(ctx: Context) -> str:
+    """Both toolstacks refuse at 60 s: xenopsd's domain_shutdown_ack_timeout
+    (ocaml/xenopsd/lib/xenops_server.ml ~38, ~1937-1947: VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT,
+    ocaml/xapi/xapi_xenops.ml ~3569), libxl's pvcontrol timeout. The guest powered off: once
+    the call failed, xenopsd's VM_check_state halts it (xenops_server.ml ~2848)."""
+    return _bogus_ack(ctx, "shutdown", "poweroff", "ack error")
+
+
+def _lr_bogus_suspend(after: dict[str, str]) -> Scenario:
+    """xenopsd waits vm_suspend_ack_timeout, 30 s (ocaml/xenopsd/lib/xenopsd.ml ~82,
+    xc/xenops_server_xen.ml ~2916), then VM_FAILED_SUSPEND_ACKNOWLEDGMENT (xapi_xenops.ml
+    ~3571); the domain the guest suspended is then shut down, "VM has unexpectedly suspended"
+    (xenops_server.ml ~2866): Halted. libxl takes any value but "suspend" for the ack
+    (tools/libs/light/libxl_dom_suspend.c, domain_suspend_pvcontrol_acked): xl save succeeds."""
+
+    def run(ctx: Context) -> str:
+        return _bogus_ack(ctx, "suspend", "suspend", after[ctx.session.toolstack.kind])
+
+    return _per_toolstack(
+        "luna-rossa-bogus-suspend",
+        "luna-rossa: armed suspend/ack 'bogus', suspend",
+        after,
+        run,
+        background=True,
+    )
+
+
 ALL: list[Scenario] = [
     Scenario(
         "boot-status",
@@ -722,4 +901,55 @@ ALL: list[Scenario] = [
         suspend_no_ack,
         background=True,
     ),
+    Scenario(
+        "luna-rossa-suspend",
+        "toolstack",
+        "luna-rossa: armed suspend/ok (no chmod), suspend: suspended",
+        lr_suspend,
+    ),
+    Scenario(
+        "luna-rossa-clean-shutdown",
+        "toolstack",
+        "luna-rossa: armed poweroff/ok, clean shutdown: halted (reason poweroff)",
+        lr_clean_shutdown,
+    ),
+    Scenario(
+        "luna-rossa-hard-shutdown",
+        "toolstack",
+        "luna-rossa: armed poweroff/ok, hard shutdown: halted",
+        lr_hard_shutdown,
+    ),
+    Scenario(
+        "luna-rossa-paused-hard-shutdown",
+        "toolstack",
+        "luna-rossa: started paused (message written), hard shutdown: halted",
+        lr_paused_hard_shutdown,
+    ),
+    Scenario(
+        "luna-rossa-suspended-resume",
+        "toolstack",
+        "luna-rossa: suspended, resume: running, resumes 1; then a clean shutdown",
+        lr_suspended_resume,
+    ),
+    Scenario(
+        "luna-rossa-suspended-resume-paused",
+        "toolstack",
+        "luna-rossa: suspended, resume paused: paused; unpause: running, resumes 1",
+        lr_suspended_resume_paused,
+    ),
+    Scenario(
+        "luna-rossa-suspended-hard-shutdown",
+        "toolstack",
+        "luna-rossa: suspended, hard shutdown: halted",
+        lr_suspended_hard_shutdown,
+    ),
+    Scenario(
+        "luna-rossa-bogus-clean-shutdown",
+        "toolstack",
+        "luna-rossa: armed poweroff/ack 'bogus', clean shutdown: the ack error at the 60 s "
+        "timeout; the guest powered off",
+        lr_bogus_clean_shutdown,
+        background=True,
+    ),
+    _lr_bogus_suspend({"xl": "suspended", "xapi": "ack error"}),
 ]

@@ -103,8 +103,9 @@ class Context:
     row: threading.local = field(default_factory=threading.local)
     gone: list[int] = field(default_factory=list)  # domids of VMs no longer in `created`
 
-    def boot(self, tag: str, cmdline: str = "") -> TestVm:
-        """Register and start a fresh VM, wait until the kernel says `ready`."""
+    def boot(self, tag: str, cmdline: str = "", paused: bool = False) -> TestVm:
+        """Register and start a fresh VM, wait until the kernel says `ready` (paused: built
+        but not run, so nothing to wait for)."""
         name = f"xtvm-{self.run_id}-{tag}"
         ts = self.session.toolstack
         spec = VmSpec(
@@ -121,9 +122,10 @@ class Context:
         with self.lock:
             self.created[name] = TestVm(vm, Guest(self.session.xs, -1), spec)
         self.uses(self.created[name])
-        ts.start(vm)
+        ts.start(vm, paused=paused)
         test_vm = self.refresh(self.created[name])
-        test_vm.guest.wait_state("ready")
+        if not paused:
+            test_vm.guest.wait_state("ready")
         return test_vm
 
     def uses(self, test_vm: TestVm) -> None:

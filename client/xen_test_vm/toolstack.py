@@ -146,8 +146,8 @@ class Toolstack(ABC):
         """Forget the VM (it must not run)."""
 
     @abstractmethod
-    def start(self, vm: Vm) -> None:
-        """Boot the VM."""
+    def start(self, vm: Vm, paused: bool = False) -> None:
+        """Boot the VM (paused: built but not yet run, power state paused)."""
 
     @abstractmethod
     def domid(self, vm: Vm) -> int | None:
@@ -214,8 +214,12 @@ class Toolstack(ABC):
         """Suspend the guest to disk."""
 
     @abstractmethod
-    def resume(self, vm: Vm) -> None:
-        """Resume a suspended guest."""
+    def resume(self, vm: Vm, paused: bool = False) -> None:
+        """Resume a suspended guest (paused: restored but not yet run)."""
+
+    @abstractmethod
+    def unpause(self, vm: Vm) -> None:
+        """Let a paused domain run."""
 
     def checkpoint(self, vm: Vm) -> None:
         """Save the state and let the guest carry on (to the guest: a cancelled suspend)."""

@@ -380,9 +380,9 @@ class XapiToolstack(Toolstack):
         """VM.destroy (the record; a test VM has no disks)."""
         self.call("VM.destroy", vm.ref)
 
-    def start(self, vm: Vm) -> None:
-        """VM.start_on the master, where the kernel is."""
-        self.call("VM.start_on", vm.ref, self.this_host(), False, False)
+    def start(self, vm: Vm, paused: bool = False) -> None:
+        """VM.start_on this host, where the kernel is (start_paused: Paused)."""
+        self.call("VM.start_on", vm.ref, self.this_host(), paused, False)
 
     def domid(self, vm: Vm) -> int | None:
         """VM.get_domid: -1 means no domain."""
@@ -473,9 +473,13 @@ class XapiToolstack(Toolstack):
         """VM.suspend (needs the pool's suspend SR)."""
         self.call("VM.suspend", vm.ref)
 
-    def resume(self, vm: Vm) -> None:
-        """VM.resume_on the master."""
-        self.call("VM.resume_on", vm.ref, self.this_host(), False, False)
+    def resume(self, vm: Vm, paused: bool = False) -> None:
+        """VM.resume_on this host (start_paused: Paused)."""
+        self.call("VM.resume_on", vm.ref, self.this_host(), paused, False)
+
+    def unpause(self, vm: Vm) -> None:
+        """VM.unpause."""
+        self.call("VM.unpause", vm.ref)
 
     def checkpoint(self, vm: Vm) -> None:
         """VM.checkpoint, then its snapshot is destroyed (with the suspend image it holds).

@@ -280,10 +280,11 @@ class XlToolstack(Toolstack):
             return "paused"
         return "running"
 
-    def start(self, vm: Vm) -> None:
-        """xl create (returns once the domain runs); no half-started domain stays behind."""
+    def start(self, vm: Vm, paused: bool = False) -> None:
+        """xl create (returns once the domain runs, or is built with -p); no half-started
+        domain stays behind."""
         try:
-            self._xl("create", vm.ref)
+            self._xl("create", *(["-p"] if paused else []), vm.ref)
         except ToolstackError:
             domid = self.domid(vm)
             if domid is not None:
@@ -295,10 +296,13 @@ class XlToolstack(Toolstack):
         self._xl("shutdown", "-w", self._require_domid(vm), timeout=ACK_WAIT + SLOW)
 
     def hard_shutdown(self, vm: Vm) -> None:
-        """xl destroy."""
+        """xl destroy; a suspended VM (no domain) loses its save image and is halted, as XAPI's
+        hard_shutdown of a Suspended VM drops its suspend image."""
         domid = self.domid(vm)
         if domid is not None:
             self._xl("destroy", str(domid))
+        else:
+            self.host.run(["rm", "-f", self.save_path(vm)], idempotent=True)
 
     def clean_reboot(self, vm: Vm) -> None:
         """xl reboot -w, then wait until the VM runs in its new domain."""
@@ -336,10 +340,14 @@ class XlToolstack(Toolstack):
         self._xl("save", "-c", self._require_domid(vm), self.save_path(vm), timeout=ACK_WAIT + SLOW)
         self.host.run(["rm", "-f", self.save_path(vm)], idempotent=True)
 
-    def resume(self, vm: Vm) -> None:
-        """xl restore, then drop the image."""
-        self._xl("restore", self.save_path(vm))
+    def resume(self, vm: Vm, paused: bool = False) -> None:
+        """xl restore (-p: paused), then drop the image."""
+        self._xl("restore", *(["-p"] if paused else []), self.save_path(vm))
         self.host.run(["rm", "-f", self.save_path(vm)], idempotent=True)
+
+    def unpause(self, vm: Vm) -> None:
+        """xl unpause."""
+        self._xl("unpause", self._require_domid(vm))
 
     def live_migration_blocker(self, mode: str = "pv") -> str | None:
         """Why live migration cannot work here, or None: it needs log-dirty mode, which a PV

@@ -591,15 +591,36 @@ class Emulator:
             )
 
     @contextlib.contextmanager
-    def _op(self, vm: str) -> Iterator[None]:
-        """xenopsd runs one operation per VM at a time; the monitor waits for it too."""
+    def _op(self, vm: str, recheck: bool = True) -> Iterator[None]:
+        """xenopsd runs one operation per VM at a time; the monitor waits for it too.
+
+        A domain that shut down during a failed operation (a guest that powered off after an
+        ack xenopsd never accepted) is checked once it ends: xenopsd queues VM_check_state on
+        the VM's queue behind the operation (ocaml/xenopsd/lib/xenops_server.ml ~2848).
+        """
         lock = self.vm_locks.setdefault(vm, threading.Lock())
-        with lock:
-            self.busy.add(vm)
-            try:
-                yield
-            finally:
-                self.busy.discard(vm)
+        try:
+            with lock:
+                self.busy.add(vm)
+                try:
+                    yield
+                finally:
+                    self.busy.discard(vm)
+        except BaseException:
+            if recheck:
+                with contextlib.suppress(DomainError):
+                    self._check_after_op(vm)
+            raise
+
+    def _check_after_op(self, vm: str) -> None:
+        running = self.running.get(vm)
+        if running is None or vm not in self.db.objects:
+            return
+        if self.db.get("VM", vm)["power_state"] != "Running":
+            return
+        state = domains.state(running.domid)
+        if state is None or state.shut_down:
+            threading.Thread(target=self._check_state, args=(vm,), daemon=True).start()
 
     def _kernel_path(self, filename: str, name: str = "kernel") -> str:
         """ocaml/xapi/xapi_xenops.ml ~350-381 kernel_path, refusal ~489 INVALID_VALUE."""
@@ -1084,7 +1105,7 @@ class Emulator:
     def _check_state(self, vm: str) -> None:
         """ocaml/xenopsd/lib/xenops_server.ml ~2848-2895 VM_check_state, after any operation
         in progress on that VM (it runs on the VM's queue)."""
-        with self._op(vm):
+        with self._op(vm, recheck=False):
             running = self.running.get(vm)
             if running is None or vm not in self.db.objects:
                 return

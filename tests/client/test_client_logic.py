@@ -97,6 +97,20 @@ def test_every_protocol_section_has_scenarios() -> None:
         "late-ack-just-inside-timeout",
         "late-ack-past-timeout",
         "suspend-no-ack",
+        "luna-rossa-bogus-clean-shutdown",
+        "luna-rossa-bogus-suspend",
+    ]
+    # luna-rossa's default "positive" suite (7 cases) and its ack "bogus" (issue 11 item 5).
+    assert [s.name for s in select(ALL, None, ["luna-rossa*"], [])] == [
+        "luna-rossa-suspend",
+        "luna-rossa-clean-shutdown",
+        "luna-rossa-hard-shutdown",
+        "luna-rossa-paused-hard-shutdown",
+        "luna-rossa-suspended-resume",
+        "luna-rossa-suspended-resume-paused",
+        "luna-rossa-suspended-hard-shutdown",
+        "luna-rossa-bogus-clean-shutdown",
+        "luna-rossa-bogus-suspend",
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,47 @@ def test_xapi_timed_rows_on_the_emulator(xapi_host: LabHost, client_kernel: Path
         "pass",
         "silent for 3 s, then destroyed: power state halted",
     )
+
+
+LUNA_ROSSA_ON_XAPI = {
+    "luna-rossa-suspend": "power state suspended",
+    "luna-rossa-clean-shutdown": "power state halted",
+    "luna-rossa-hard-shutdown": "power state halted",
+    "luna-rossa-paused-hard-shutdown": "paused, then power state halted",
+    "luna-rossa-suspended-hard-shutdown": "suspended, then power state halted",
+}
+
+
+def test_xapi_luna_rossa_rows_on_the_emulator(xapi_host: LabHost, client_kernel: Path) -> None:
+    """luna-rossa's positive suite with its message (no chmod), and its ack "bogus" with
+    xenopsd's real timeouts: 60 s for a clean shutdown, 30 s for a suspend; both end Halted."""
+    proc = cli(
+        xapi_host, "smoke", "--kernel", str(client_kernel), "--only", "luna-rossa*", "--json"
+    )
+    assert proc.returncode == 0, (
+        proc.stdout[-3000:] + proc.stderr[-2000:] + xapi_lab.log(xapi_host)[-2000:]
+    )
+    outcome = {s["name"]: (s["outcome"], s["detail"]) for s in json.loads(proc.stdout)["scenarios"]}
+    assert len(outcome) == 9 and {o for o, _ in outcome.values()} == {"pass"}, outcome
+    for name, detail in LUNA_ROSSA_ON_XAPI.items():
+        assert outcome[name][1] == detail, name
+    resumed = r"domid \d+ -> \d+, resumes 1"
+    assert re.fullmatch(
+        f"running, {resumed}; clean shutdown: power state halted",
+        outcome["luna-rossa-suspended-resume"][1],
+    )
+    assert re.fullmatch(
+        f"paused, unpaused: running, {resumed}", outcome["luna-rossa-suspended-resume-paused"][1]
+    )
+    for name, code, timeout, action in (
+        ("luna-rossa-bogus-clean-shutdown", "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT", 60, "poweroff"),
+        ("luna-rossa-bogus-suspend", "VM_FAILED_SUSPEND_ACKNOWLEDGMENT", 30, "suspend"),
+    ):
+        found = re.fullmatch(
+            f"{code} after (\\d+) s; the guest did its {action} anyway: power state halted",
+            outcome[name][1],
+        )
+        assert found and timeout <= int(found.group(1)) <= timeout + 10, outcome[name]
 
 
 def test_xapi_re_install_on_a_running_vm(xapi_host: LabHost, client_kernel: Path) -> None:
