@@ -519,11 +519,13 @@ def cmd_smoke(args: argparse.Namespace, session: Session, kernel: KernelChoice) 
     )
     seconds = time.monotonic() - started
     table.summary(results, seconds)
+    mode = args.mode or default_mode(session.kind)
     if args.json:
-        mode = args.mode or default_mode(session.kind)
         print_json(as_json(results, session.host.name, session.kind, seconds, mode))
     if args.junit:
-        write_junit(args.junit, results, session.host.name, seconds)
+        write_junit(
+            args.junit, results, session.host.name, seconds, mode=mode, toolstack=session.kind
+        )
     return exit_code(results)
 
 

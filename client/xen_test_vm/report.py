@@ -121,11 +121,23 @@ def console_text(console: dict[int, list[str]]) -> str:
     )
 
 
-def write_junit(path: Path, results: Sequence[Result], host: str, seconds: float) -> None:
-    """JUnit XML (one testsuite, one testcase per scenario)."""
+def write_junit(
+    path: Path,
+    results: Sequence[Result],
+    host: str,
+    seconds: float,
+    *,
+    mode: str | None = None,
+    toolstack: str | None = None,
+) -> None:
+    """JUnit XML (one testsuite, one testcase per scenario).
+
+    With a boot mode, the suite's name and each case's class name carry it, so the reports of a
+    pv and a pvh run merged by a CI server stay apart; mode and toolstack are also properties.
+    """
     suite = ET.Element(
         "testsuite",
-        name="xen-test-vm smoke",
+        name=f"xen-test-vm smoke ({mode})" if mode else "xen-test-vm smoke",
         tests=str(len(results)),
         failures=str(count(results)[FAIL]),
         errors=str(count(results)[ERROR]),
@@ -133,9 +145,16 @@ def write_junit(path: Path, results: Sequence[Result], host: str, seconds: float
         time=f"{seconds:.3f}",
         hostname=host,
     )
+    known = {"mode": mode, "toolstack": toolstack}
+    if any(known.values()):
+        properties = ET.SubElement(suite, "properties")
+        for name, value in known.items():
+            if value:
+                ET.SubElement(properties, "property", name=name, value=value)
+    prefix = f"smoke.{mode}" if mode else "smoke"
     for r in results:
         case = ET.SubElement(
-            suite, "testcase", classname=f"smoke.{r.group}", name=r.name, time=f"{r.seconds:.3f}"
+            suite, "testcase", classname=f"{prefix}.{r.group}", name=r.name, time=f"{r.seconds:.3f}"
         )
         if r.outcome == FAIL:
             failure = ET.SubElement(case, "failure", message=r.detail or "failed")

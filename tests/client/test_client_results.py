@@ -73,6 +73,24 @@ def test_errors_are_counted_apart_in_json_and_junit(tmp_path: Path) -> None:
     assert cases["c"].find("failure") is None
 
 
+def test_junit_names_the_boot_mode_so_merged_reports_stay_apart(tmp_path: Path) -> None:
+    reports = {}
+    for mode in ("pv", "pvh"):
+        path = tmp_path / f"{mode}.xml"
+        write_junit(path, MIXED, "h", 4.0, mode=mode, toolstack="xapi")
+        reports[mode] = ET.parse(path).getroot()
+    pvh = reports["pvh"]
+    assert pvh.get("name") == "xen-test-vm smoke (pvh)"
+    properties = {p.get("name"): p.get("value") for p in pvh.iter("property")}
+    assert properties == {"mode": "pvh", "toolstack": "xapi"}
+    classes = {
+        mode: {(c.get("classname"), c.get("name")) for c in root.findall("testcase")}
+        for mode, root in reports.items()
+    }
+    assert ("smoke.pvh." + MIXED[0].group, MIXED[0].name) in classes["pvh"]
+    assert not classes["pv"] & classes["pvh"]
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
