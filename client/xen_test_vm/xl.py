@@ -115,12 +115,12 @@ class XlToolstack(Toolstack):
         # index (the load generator's hundreds of domains).
         self.domid_lookup = domid_lookup
         self.remote_dir = remote_dir.rstrip("/") or "/"
-        # Save images are big: smoke runs put them into their own scratch directory.
+        # Beside the configs unless a run asked for its own (for_run).
         self.state_dir = state_dir or f"{self.remote_dir}/saved"
         self._shim_cpuid: str | None = None  # read from the host on the first PV-in-PVH VM
 
     def for_run(self, state_dir: str) -> XlToolstack:
-        """Save images are big: a smoke run puts them into its own scratch directory."""
+        """This toolstack saving into a run's own scratch directory (save images are big)."""
         return XlToolstack(
             self.host,
             self.remote_dir,
