@@ -88,16 +88,32 @@ class Guest:
         if not self.exists():
             raise GuestTimeout(f"domain {self.domid} disappeared while waiting for {waiting_for}")
 
-    def send_testing(self, message: str | bytes, timeout: float = ACK_TIMEOUT) -> None:
-        """Write control/testing so the guest may answer it, then wait for its empty-string ack."""
+    def send_testing(
+        self, message: str | bytes, timeout: float = ACK_TIMEOUT, *, gone_answers: bool = False
+    ) -> bool:
+        """Write control/testing so the guest may answer it, then wait for its empty-string ack.
+
+        With gone_answers (a message that ends the domain right after its ack), the domain's
+        disappearance counts as the answer. Returns whether the domain is still there.
+        """
         key = self.path(protocol.TESTING)
         self.xs.write(key, message, perms=protocol.guest_writable(self.domid))
-        self.xs.wait_for(
+
+        def answered() -> bool | None:
+            if self.xs.read(key) == "":
+                return True
+            if gone_answers and not self.exists():
+                return False
+            self._gone_check("the testing ack")
+            return None
+
+        result: bool = self.xs.wait_for(
             [key, "@releaseDomain"],
-            lambda: True if self.xs.read(key) == "" else self._gone_check("the testing ack"),
+            answered,
             timeout,
             f"domain {self.domid} did not acknowledge control/testing",
         )
+        return result
 
     def instruct(self, instruction: protocol.Instruction, timeout: float = ACK_TIMEOUT) -> None:
         """Send one instruction; wait for the ack."""

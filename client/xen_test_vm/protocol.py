@@ -94,3 +94,25 @@ class Instruction:
 def guest_writable(domid: int) -> list[str]:
     """Permissions for a key dom0 writes and the guest answers: owner dom0, guest rw."""
     return ["n0", f"b{domid}"]
+
+
+# A `now` instruction with one of these actions ends the domain right after its ack.
+ENDING_ACTIONS = ("poweroff", "halt", "reboot", "crash")
+
+
+def ends_domain_at_once(message: str) -> bool:
+    """Whether a control/testing message makes the guest end its domain right after the ack.
+
+    The toolstack may then destroy the domain (and its xenstore home) before anyone reads the
+    ack, so its disappearance is the answer (PROTOCOL.md section 3: ack, then act).
+    """
+    try:
+        body = json.loads(message)
+    except ValueError:
+        return False
+    return (
+        isinstance(body, dict)
+        and body.get("when") == "now"
+        and body.get("action") in ENDING_ACTIONS
+        and not body.get("action_delay_ms")
+    )
