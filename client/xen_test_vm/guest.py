@@ -75,14 +75,20 @@ class Guest:
 
     def wait_state(self, wanted: str, timeout: float = ACK_TIMEOUT) -> Status:
         """Wait until data/test-vm/state is `wanted`."""
-        key = self.path(f"{protocol.STATUS}/state")
+        self.wait_value(f"{protocol.STATUS}/state", wanted, timeout)
+        return self.status()
+
+    def wait_value(self, relative: str, wanted: str, timeout: float = ACK_TIMEOUT) -> None:
+        """Wait until the key under the guest's home holds `wanted`."""
+        key = self.path(relative)
+        name = relative.rsplit("/", 1)[-1]
         self.xs.wait_for(
             [key, "@releaseDomain"],
-            lambda: True if self.xs.read(key) == wanted else self._gone_check(f"state {wanted}"),
+            lambda: True if self.xs.read(key) == wanted else self._gone_check(f"{name} {wanted}"),
             timeout,
-            f"domain {self.domid} never reached state {wanted!r} (state is {self.xs.read(key)!r})",
+            f"domain {self.domid} never reached {name} {wanted!r} "
+            f"({name} is {self.xs.read(key)!r})",
         )
-        return self.status()
 
     def _gone_check(self, waiting_for: str) -> None:
         if not self.exists():

@@ -24,6 +24,11 @@ SHUTDOWN_ACK_TIMEOUT_MS = int(ACK_WAIT * 1000)
 BOUNDARY_MS = 5000
 # How long a guest told to hang is given to answer a message it must not answer.
 HUNG_PROBE = 3.0
+# Section 8: a guest holding many xenstore nodes and watches, well under both xenstoreds' default
+# per-domain quotas (1000 nodes; oxenstored refuses a domain's 99th watch).
+PRESSURE_NODES = 400
+PRESSURE_WATCHES = 40
+PRESSURE_WAIT = 120.0
 
 # ---------------------------------------------------------------- helpers
 
@@ -511,6 +516,52 @@ def _checkpoint(after: dict[str, str]) -> Scenario:
     )
 
 
+def _pressure_held(guest: Guest) -> str:
+    """Wait until the guest says its section 8 work is done; it holds all it asked for."""
+    guest.wait_value("data/test-vm/pressure/state", "done", PRESSURE_WAIT)
+    held = {k: guest.read(f"data/test-vm/pressure/{k}") for k in ("nodes", "watches", "error")}
+    want = {"nodes": str(PRESSURE_NODES), "watches": str(PRESSURE_WATCHES), "error": ""}
+    expect(held == want, f"pressure status {held}, want {want}")
+    return f"{held['nodes']} nodes, {held['watches']} watches"
+
+
+def _under_pressure(ctx: Context, tag: str) -> TestVm:
+    tv = _fresh(ctx, tag)
+    tv.guest.instruct(
+        Instruction("now", "ignore", xs_nodes=PRESSURE_NODES, xs_watches=PRESSURE_WATCHES)
+    )
+    _pressure_held(tv.guest)
+    return tv
+
+
+def pressure_clean_shutdown(ctx: Context) -> str:
+    tv = _under_pressure(ctx, "pressure-shutdown")
+    ctx.session.toolstack.clean_shutdown(tv.vm)
+    stop = _expect_stop(ctx, tv, "poweroff")
+    ctx.destroy(tv)
+    # The toolstack removes the domain's home, the guest's nodes with it.
+    expect(not tv.guest.exists(), f"domain {tv.guest.domid}'s xenstore home outlived the domain")
+    return f"{stop}; home with {PRESSURE_NODES} nodes removed"
+
+
+def pressure_suspend_resume(ctx: Context) -> str:
+    tv = _under_pressure(ctx, "pressure-suspend")
+    ts = ctx.session.toolstack
+    old = tv.guest.domid
+    ts.suspend(tv.vm)
+    state = ts.power_state(tv.vm)
+    expect(state == "suspended", f"after suspend: power state {state}")
+    ts.resume(tv.vm)
+    ctx.refresh(tv)
+    tv.guest.wait_state("ready")
+    expect(tv.guest.domid != old, "resumed in the same domain")
+    # A new domain holds none of the old home's nodes or watches: the guest builds them again.
+    held = _pressure_held(tv.guest)
+    _alive(ctx, tv.guest)
+    ctx.destroy(tv)
+    return f"domid {old} -> {tv.guest.domid}, again {held}"
+
+
 def _skip_unless_migratable(ctx: Context) -> None:
     """The toolstack says when its Xen cannot live-migrate this boot mode (no log-dirty)."""
     blocker = ctx.session.toolstack.live_migration_blocker(ctx.mode)
@@ -900,6 +951,20 @@ ALL: list[Scenario] = [
         "guest armed ack none: suspend fails with the acknowledgement error; guest keeps running",
         suspend_no_ack,
         background=True,
+    ),
+    Scenario(
+        "pressure-clean-shutdown",
+        "toolstack",
+        f"guest holds {PRESSURE_NODES} nodes and {PRESSURE_WATCHES} watches (section 8): clean "
+        "shutdown halts it; its home goes with the domain",
+        pressure_clean_shutdown,
+    ),
+    Scenario(
+        "pressure-suspend-resume",
+        "toolstack",
+        f"guest holds {PRESSURE_NODES} nodes and {PRESSURE_WATCHES} watches: suspend, resume: new "
+        "domain, the guest holds them again",
+        pressure_suspend_resume,
     ),
     Scenario(
         "luna-rossa-suspend",

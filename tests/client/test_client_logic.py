@@ -112,6 +112,11 @@ def test_every_protocol_section_has_scenarios() -> None:
         "luna-rossa-bogus-clean-shutdown",
         "luna-rossa-bogus-suspend",
     ]
+    # Section 8 (issue 14): what a guest holding many nodes and watches asks of a toolstack.
+    assert [s.name for s in select(ALL, None, ["pressure-*"], [])] == [
+        "pressure-clean-shutdown",
+        "pressure-suspend-resume",
+    ]
 
 
 def test_only_and_skip_select_by_name_group_and_prefix() -> None:

@@ -54,6 +54,22 @@ def test_xapi_reboot_rows_on_the_emulator(xapi_host: LabHost, client_kernel: Pat
     assert {name for name, (o, _) in outcome.items() if o == "pass"} == set(rows)
 
 
+def test_xapi_pressure_rows_on_the_emulator(xapi_host: LabHost, client_kernel: Path) -> None:
+    """Section 8 through XAPI: a guest holding 400 nodes and 40 watches is shut down cleanly
+    (its home removed with the domain) and suspended and resumed (it holds them again)."""
+    proc = cli(xapi_host, "smoke", "--kernel", str(client_kernel), "--only", "pressure-*", "--json")
+    assert proc.returncode == 0, (
+        proc.stdout[-3000:] + proc.stderr[-2000:] + xapi_lab.log(xapi_host)[-2000:]
+    )
+    outcome = {s["name"]: (s["outcome"], s["detail"]) for s in json.loads(proc.stdout)["scenarios"]}
+    assert outcome["pressure-clean-shutdown"] == (
+        "pass",
+        "power state halted; home with 400 nodes removed",
+    )
+    state, detail = outcome["pressure-suspend-resume"]
+    assert state == "pass" and detail.endswith("again 400 nodes, 40 watches"), detail
+
+
 def test_xapi_timed_rows_on_the_emulator(xapi_host: LabHost, client_kernel: Path) -> None:
     """Section 7 against xenopsd's rules, with its real 60 s acknowledgement timeout: acks 5 s
     late, 5 s before and 5 s after it; a hung guest's hard shutdown still ends Halted."""
