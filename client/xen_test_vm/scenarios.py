@@ -467,18 +467,24 @@ def hard_shutdown(ctx: Context) -> None:
     ctx.destroy(tv)
 
 
+def _suspend_and_resume(ctx: Context, tv: TestVm) -> int:
+    """Suspend the VM, resume it: a new domain whose guest is ready. Returns the old domid."""
+    ts = ctx.session.toolstack
+    old = tv.guest.domid
+    ts.suspend(tv.vm)
+    state = ts.power_state(tv.vm)
+    expect(state == "suspended", f"after suspend: power state {state}")
+    ts.resume(tv.vm)
+    ctx.refresh(tv)
+    tv.guest.wait_state("ready")
+    expect(tv.guest.domid != old, "resumed in the same domain")
+    return old
+
+
 def suspend_resume(ctx: Context) -> str:
     tv = _fresh(ctx, "suspend-resume")
-    ts = ctx.session.toolstack
     for round_trip in (1, 2):
-        old = tv.guest.domid
-        ts.suspend(tv.vm)
-        state = ts.power_state(tv.vm)
-        expect(state == "suspended", f"after suspend: power state {state}")
-        ts.resume(tv.vm)
-        ctx.refresh(tv)
-        tv.guest.wait_state("ready")
-        expect(tv.guest.domid != old, "resumed in the same domain")
+        _suspend_and_resume(ctx, tv)
         resumes = tv.guest.read("data/test-vm/resumes")
         expect(resumes == str(round_trip), f"resumes {resumes!r} after {round_trip} round trips")
         _alive(ctx, tv.guest)
@@ -546,15 +552,7 @@ def pressure_clean_shutdown(ctx: Context) -> str:
 
 def pressure_suspend_resume(ctx: Context) -> str:
     tv = _under_pressure(ctx, "pressure-suspend")
-    ts = ctx.session.toolstack
-    old = tv.guest.domid
-    ts.suspend(tv.vm)
-    state = ts.power_state(tv.vm)
-    expect(state == "suspended", f"after suspend: power state {state}")
-    ts.resume(tv.vm)
-    ctx.refresh(tv)
-    tv.guest.wait_state("ready")
-    expect(tv.guest.domid != old, "resumed in the same domain")
+    old = _suspend_and_resume(ctx, tv)
     # A new domain holds none of the old home's nodes or watches: the guest builds them again.
     held = _pressure_held(tv.guest)
     _alive(ctx, tv.guest)
