@@ -72,6 +72,8 @@ def lint(c: Context) -> None:
 
 
 XENSTORED_CHOICES = ("both", "cxenstored", "oxenstored")
+# What only the shadow-paging hypervisor can run: PV live migration, on one host and two.
+SHADOW_TESTS = ["tests/lab/test_migration.py", "tests/lab/test_two_hosts.py"]
 
 
 @task(
@@ -79,8 +81,8 @@ XENSTORED_CHOICES = ("both", "cxenstored", "oxenstored")
         "k": "only tests matching this pytest -k expression",
         "no_lab": "skip lab tests",
         "xenstored": "both (default): the suite on cxenstored, then the kernel lab tests again "
-        "on oxenstored (but those marked any_xenstored); cxenstored or oxenstored: the whole "
-        "suite on that one",
+        "on oxenstored (but those marked any_xenstored), then PV live migration on a shadow-paging "
+        "lab; cxenstored or oxenstored: the whole suite on that one",
     }
 )
 def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "both") -> None:
@@ -120,6 +122,18 @@ def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "both")
             )
             # 5: -k selected no kernel lab test, which is no failure.
             failed = failed or again.return_code not in (0, 5)
+            # PV live migration needs the shadow-paging build, which slows down over a whole
+            # suite (README): a fresh lab of its own runs just the tests that need it.
+            print("test: PV live migration, on the shadow build", file=sys.stderr, flush=True)
+            shadow = ["-q", "--durations=10", "-m", "lab", *(["-k", repr(k)] if k else [])]
+            shadow += SHADOW_TESTS
+            migrated = c.run(
+                f"{sys.executable} -m pytest {' '.join(shadow)}",
+                pty=False,
+                warn=True,
+                env={"XEN_TEST_VM_XENSTORED": "oxenstored", "XEN_TEST_VM_HYPERVISOR": "shadow"},
+            )
+            failed = failed or migrated.return_code not in (0, 5)
     if failed:
         raise SystemExit(ExitCode.FAILED)
 
@@ -161,7 +175,7 @@ def lab(
 @task(
     help={
         "out": "where to write the JSON report",
-        "only": "comma-separated parts: boot, kernel, scale (default: all)",
+        "only": "comma-separated parts: boot, kernel, pair, scale (default: all)",
         "scale_xenstored": "cxenstored, oxenstored or both for the scale part (most of an hour "
         "each)",
     }
@@ -169,7 +183,7 @@ def lab(
 def bench(
     c: Context, out: str = "bench.json", only: str = "", scale_xenstored: str = "cxenstored"
 ) -> None:
-    """Measure lab boot, kernel size and latencies, and a 500-VM scale run; write a JSON report."""
+    """Measure lab boot, kernel, host-to-host migration and a 500-VM scale run; write JSON."""
     from xen_test_lab.bench import BENCH_PARTS, run_bench
     from xen_test_vm.errors import ExitCode, report_error
 

@@ -98,7 +98,7 @@ def _run_sections(host: LabHost, kernel_image: Path | None, report: Report) -> N
         module.measure(host, kernel_image, report)
 
 
-BENCH_PARTS = ("boot", "kernel", "scale")
+BENCH_PARTS = ("boot", "kernel", "pair", "scale")
 
 
 def run_bench(
@@ -110,8 +110,8 @@ def run_bench(
 ) -> int:
     """Run the benchmarks of `parts` and write the JSON report to `out`; returns an exit status.
 
-    boot: dom0 ready time; kernel: size, latencies, migration, on both xenstoreds; scale: the
-    load generator's 500-VM run.
+    boot: dom0 ready time; kernel: size, latencies, migration, on both xenstoreds; pair: live
+    migration from host to host; scale: the load generator's 500-VM run.
     """
     unknown = sorted(set(parts) - set(BENCH_PARTS))
     if unknown:
@@ -129,6 +129,10 @@ def run_bench(
             kernel_image = candidate if candidate.exists() else None
         if "kernel" in parts:
             _kernel_parts(kernel_image, report)
+        if "pair" in parts and kernel_image is not None:
+            from .bench_pair import measure_pair
+
+            report["pair"] = measure_pair(kernel_image, hypervisor=BENCH_HYPERVISOR)
         if "scale" in parts and kernel_image is not None:
             from .bench_scale import measure_scale
 
