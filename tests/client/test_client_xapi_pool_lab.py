@@ -42,7 +42,7 @@ hosts = call("host.get_all_records", session)
 pool = call("pool.get_all", session)[0]
 vms = call("VM.get_all_records", session)
 print(json.dumps({
-    "this_host": hosts[call("session.get_this_host", session)]["name_label"],
+    "this_host": hosts[call("session.get_this_host", session, session)]["name_label"],
     "master": hosts[call("pool.get_master", session, pool)]["name_label"],
     "hosts": sorted(h["name_label"] for h in hosts.values()),
     "vms": {v["name_label"]: {"power_state": v["power_state"], "domid": v["domid"],
