@@ -245,6 +245,14 @@ class XapiToolstack(Toolstack):
                 raise UsageError(
                     f"{host.name} is a pool member; use the pool master {details[1]}"
                 ) from None
+            refused = details and details[0] == "SESSION_AUTHENTICATION_FAILED"
+            if refused and (username, password) == ("root", ""):
+                # Over a master's socket root needs no password; over a member's, xapi forwards
+                # the login to the master, which does not trust it (ocaml/xapi/context.ml ~111).
+                raise UsageError(
+                    f"xapi on {host.name} refused root without a password: on a pool member "
+                    "the login goes to the master; give root's password (--xapi-password-file)"
+                ) from None
             raise _failure(exc, "login") from None
         self.api = self.session.xenapi
         self._host_ref: str | None = None

@@ -338,15 +338,28 @@ def test_over_a_members_socket_this_host_is_the_inventorys_not_the_sessions(
             return CommandResult(argv, 0, "PRODUCT_BRAND='x'\nINSTALLATION_UUID='uuid-2'\n", "")
         return None
 
-    model.m_host_get_by_uuid = lambda uuid: (  # type: ignore[method-assign]
+    model.m_host_get_by_uuid = lambda value: (  # type: ignore[method-assign]
         {"Status": "Success", "Value": OTHER_HOST}
-        if uuid == "uuid-2"
-        else {"Status": "Failure", "ErrorDescription": ["UUID_INVALID", "host", uuid]}
+        if value == "uuid-2"
+        else {"Status": "Failure", "ErrorDescription": ["UUID_INVALID", "host", value]}
     )
     ts = _backend(server, RecordingHost(responder=inventory))
     assert ts.this_host() == OTHER_HOST
     assert ts.is_pool_member()
     assert "session.get_this_host" not in [m for m, _ in model.api_calls()]
+
+
+def test_a_members_socket_refusing_root_without_a_password_says_to_give_it(
+    fake: tuple[FakeXapi, FakeXapiServer],
+) -> None:
+    model, server = fake
+    model.password = "root's"
+    with pytest.raises(UsageError, match=r"on a pool member .*--xapi-password-file"):
+        _backend(server)
+    ts = XapiToolstack(
+        RecordingHost(), session_factory=lambda: XenAPI.Session(server.url), password="root's"
+    )
+    assert ts.this_host() == HOST
 
 
 def test_without_an_inventory_this_host_is_the_sessions(
