@@ -68,8 +68,8 @@ class HostConfig:
     password: str = ""
     master_address: str = ""  # non-empty: this host is a pool member of that master
     master_port: int = 80
-    # Shared by the pool's emulators; guards their internal calls (xapi's pool secret,
-    # ocaml/xapi/xapi_session.ml slave_login checks it the same way).
+    # Shared by the pool's emulators; guards their internal calls as xapi's pool secret guards
+    # a member's login to the master (ocaml/xapi/xapi_session.ml ~762 slave_login_common).
     pool_secret: str = ""
 
 
@@ -81,8 +81,8 @@ PUSHED_FIELDS = {
     "host": ("resident_VMs",),
 }
 # VM operations that run where the VM's domain is: the master hands them to the member that
-# runs it (ocaml/xapi/message_forwarding.ml: with_vm_operation ... forward_vm_op to the host
-# the VM is resident on; start_on / resume_on to the host given).
+# runs it (ocaml/xapi/message_forwarding.ml ~1505 forward_vm_op: to the host the VM is resident
+# on; ~2049 start_on and resume_on: to the host given).
 DOMAIN_OPS = {
     "VM.start", "VM.start_on", "VM.resume", "VM.resume_on", "VM.clean_shutdown",
     "VM.hard_shutdown", "VM.shutdown", "VM.clean_reboot", "VM.hard_reboot", "VM.pause",
@@ -445,7 +445,7 @@ class Emulator:
         """A member announces itself: the master adds this host's record (same ref and uuid)
         and the member learns the master's host ref. xapi's pool.join does more (it replaces
         the member's database with the master's); the client sees the outcome: both hosts in
-        host.get_all, pool.get_master the master (ocaml/xapi/xapi_pool.ml join_common)."""
+        host.get_all, pool.get_master the master (ocaml/xapi/xapi_pool.ml ~1905 join_common)."""
         address = self.host_config.master_address
         record = self._record(self.db.objects[self.host])
         deadline = time.monotonic() + 60
@@ -545,7 +545,7 @@ class Emulator:
 
     def _adopt(self, vm: str) -> None:
         """The domain `xl migrate` brought here (named config.xl_name, paused): xenopsd's
-        receiving side builds the xenstore tree and unpauses it (xenops_server.ml
+        receiving side builds the xenstore tree and unpauses it (xenops_server.ml ~2608
         VM_receive_memory, then VM_unpause)."""
         record = self.db.get("VM", vm)
         config = self._domain_config(record)
@@ -555,8 +555,8 @@ class Emulator:
     def _migrate_to_peer(self, vm: str, record: dict[str, Any], host: str) -> None:
         """xenopsd's VM_migrate to another host: the guest is asked to suspend (30 s ack), its
         memory goes over the link (`xl migrate`, ssh between the dom0s), the receiving host
-        unpauses it in a NEW domain (resumes 1) (ocaml/xenopsd/lib/xenops_server.ml
-        VM_migrate ~2570: VM_save with the live flag, then VM_receive_memory there).
+        unpauses it in a NEW domain (resumes 1) (ocaml/xenopsd/lib/xenops_server.ml ~2349
+        VM_migrate: the memory sent with the live flag, ~2608 VM_receive_memory there).
 
         As in _save, the suspend request is xenopsd's; xl then asks again through libxl and
         the helper that clears that second request answers it."""
