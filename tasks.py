@@ -150,6 +150,7 @@ def test(c: Context, k: str = "", no_lab: bool = False, xenstored: str = "both")
         "or debian (the binary package's, no shadow paging)",
         "xenstored": "cxenstored (C) or oxenstored (OCaml, as XenServer and XCP-ng run it)",
         "hosts": "1, or 2 hosts whose dom0s are linked only through QEMU on 127.0.0.1",
+        "xapi": "run the XAPI emulator in dom0 (not XAPI); with --hosts 2 as a pool",
     }
 )
 def lab(
@@ -163,12 +164,15 @@ def lab(
     hypervisor: str = "shadow",
     xenstored: str = "cxenstored",
     hosts: int = 1,
+    xapi: bool = False,
 ) -> None:
     """Boot the local Xen lab (Xen + Debian dom0 in QEMU) and print how to ssh in."""
     from xen_test_lab.cli import lab_command
 
     exit_with(
-        lab_command(detach, stop, status, port or None, accel, memory, hypervisor, xenstored, hosts)
+        lab_command(
+            detach, stop, status, port or None, accel, memory, hypervisor, xenstored, hosts, xapi
+        )
     )
 
 

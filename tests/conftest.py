@@ -57,3 +57,15 @@ def lab_pair() -> Iterator[tuple[LabHost, LabHost]]:
         xenstored=os.environ.get(XENSTORED_ENV, DEFAULT_XENSTORED),
     ) as hosts:
         yield hosts
+
+
+@pytest.fixture(scope="module")
+def pvh_lab_pair() -> Iterator[tuple[LabHost, LabHost]]:
+    """The two-host lab for tests that migrate only PVH guests: those migrate with HAP, so it
+    runs on any hypervisor, the default (binary, no shadow paging) included. Booted for the
+    module that asks, stopped after it."""
+    with running_pair(
+        hypervisor=os.environ.get(HYPERVISOR_ENV, DEFAULT_HYPERVISOR),
+        xenstored=os.environ.get(XENSTORED_ENV, DEFAULT_XENSTORED),
+    ) as hosts:
+        yield hosts

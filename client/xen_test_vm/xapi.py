@@ -16,6 +16,7 @@ import XenAPI
 from .errors import GuestTimeout, ToolstackError, UsageError
 from .remote import Host, atomic_write_command
 from .toolstack import (
+    XAPI_INVENTORY,
     XAPI_SOCKET_PATH,
     ConsoleCapture,
     Stopped,
@@ -244,6 +245,14 @@ class XapiToolstack(Toolstack):
                 raise UsageError(
                     f"{host.name} is a pool member; use the pool master {details[1]}"
                 ) from None
+            refused = details and details[0] == "SESSION_AUTHENTICATION_FAILED"
+            if refused and (username, password) == ("root", ""):
+                # Over a master's socket root needs no password; over a member's, xapi forwards
+                # the login to the master, which does not trust it (ocaml/xapi/context.ml ~111).
+                raise UsageError(
+                    f"xapi on {host.name} refused root without a password: on a pool member "
+                    "the login goes to the master; give root's password (--xapi-password-file)"
+                ) from None
             raise _failure(exc, "login") from None
         self.api = self.session.xenapi
         self._host_ref: str | None = None
@@ -266,12 +275,32 @@ class XapiToolstack(Toolstack):
             raise _failure(exc, method) from None
 
     def this_host(self) -> str:
-        """The host we are connected to (session.get_this_host): where the kernel is copied to
-        and whose xenstore we see. Over a pool member's socket xapi logs us in and forwards
-        every call to the master (ocaml/xapi/api_server.ml ~55-63), so this is not the master."""
+        """The host we are connected to: where the kernel is copied to and whose xenstore we see.
+
+        Its inventory's INSTALLATION_UUID names it, as xapi itself finds its own host record
+        (ocaml/xapi/helpers.ml ~174 get_localhost). session.get_this_host cannot: over a pool
+        member's socket xapi forwards the login to the master (ocaml/xapi/api_server.ml
+        ~55-63; session.login_with_password is not on the whitelist, datamodel.ml ~10841),
+        which creates the session with this_host = itself (xapi_session.ml ~1018). That
+        answer is the fallback for a host without a readable inventory."""
         if self._host_ref is None:
-            self._host_ref = str(self.call("session.get_this_host", self.session._session))
+            uuid = self._installation_uuid()
+            if uuid:
+                with contextlib.suppress(ToolstackError):
+                    self._host_ref = str(self.call("host.get_by_uuid", uuid))
+            if self._host_ref is None:
+                self._host_ref = str(self.call("session.get_this_host", self.session._session))
         return self._host_ref
+
+    def _installation_uuid(self) -> str:
+        result = self.host.run(["cat", XAPI_INVENTORY], check=False, idempotent=True)
+        if result.returncode != 0:
+            return ""
+        for line in result.stdout.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "INSTALLATION_UUID":
+                return value.strip().strip("'\"")
+        return ""
 
     def master(self) -> str:
         """The pool master's host ref (pool.get_master)."""

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import uuid as uuidlib
+import xmlrpc.client
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,27 @@ class HostConfig:
     xapi_version: str = "26.1.3"
     password: str = ""
     master_address: str = ""  # non-empty: this host is a pool member of that master
+    master_port: int = 80
+    # Shared by the pool's emulators; guards their internal calls as xapi's pool secret guards
+    # a member's login to the master (ocaml/xapi/xapi_session.ml ~762 slave_login_common).
+    pool_secret: str = ""
+
+
+# What a member tells the master about its VMs and itself: the fields its domains decide.
+# In xapi the member's own xapi writes them into the master's database (a pool member's database
+# is the master's: ocaml/xapi/context.ml ~105 default_database, Db_ref.Remote on a slave).
+PUSHED_FIELDS = {
+    "VM": ("power_state", "domid", "resident_on"),
+    "host": ("resident_VMs",),
+}
+# VM operations that run where the VM's domain is: the master hands them to the member that
+# runs it (ocaml/xapi/message_forwarding.ml ~1505 forward_vm_op: to the host the VM is resident
+# on; ~2049 start_on and resume_on: to the host given).
+DOMAIN_OPS = {
+    "VM.start", "VM.start_on", "VM.resume", "VM.resume_on", "VM.clean_shutdown",
+    "VM.hard_shutdown", "VM.shutdown", "VM.clean_reboot", "VM.hard_reboot", "VM.pause",
+    "VM.unpause", "VM.suspend", "VM.checkpoint", "VM.pool_migrate",
+}  # fmt: skip
 
 
 def new_uuid() -> str:
@@ -204,6 +226,8 @@ class Database:
     deleted: list[tuple[int, str, str, dict[str, Any]]] = field(default_factory=list)
     generation: int = 0
     cond: threading.Condition = field(default_factory=threading.Condition)
+    # A pool member tells its master (cls, ref, changes); called outside the lock.
+    listener: Callable[[str, str, dict[str, Any]], None] | None = None
 
     def add(self, cls: str, record: dict[str, Any], ref: str | None = None) -> str:
         with self.cond:
@@ -212,7 +236,9 @@ class Database:
             record.setdefault("uuid", new_uuid())
             self.objects[ref] = Obj(cls, ref, record, self.generation, self.generation)
             self.cond.notify_all()
-            return ref
+        if self.listener is not None and cls == "message":
+            self.listener(cls, ref, dict(record))
+        return ref
 
     def get(self, cls: str, ref: str) -> dict[str, Any]:
         obj = self.objects.get(ref)
@@ -227,6 +253,9 @@ class Database:
             self.generation += 1
             obj.modified = self.generation
             self.cond.notify_all()
+        pushed = {k: v for k, v in changes.items() if k in PUSHED_FIELDS.get(obj.cls, ())}
+        if self.listener is not None and pushed:
+            self.listener(obj.cls, ref, pushed)
 
     def remove(self, ref: str) -> None:
         with self.cond:
@@ -256,6 +285,9 @@ class Emulator:
         self.running: dict[str, Running] = {}
         self.vm_locks: dict[str, threading.Lock] = {}
         self.busy: set[str] = set()
+        # The pool's other hosts this one talks to: host ref -> address (xen-lab-N: the dom0s
+        # resolve it over their link, the client's ssh_config knows it too).
+        self.peers: dict[str, str] = {}
         self._setup()
         self._monitor = threading.Thread(target=self._watch_domains, daemon=True)
         self._monitor.start()
@@ -331,9 +363,15 @@ class Emulator:
             return self.session_login_with_password(via_unix, *params)
         if method.startswith("session.slave_local"):
             raise ApiError("MESSAGE_METHOD_UNKNOWN", method)
+        if method.startswith("pool_internal."):
+            return self._internal(method, params)
         if not params or params[0] not in self.sessions:
             raise ApiError("SESSION_INVALID", str(params[0]) if params else "")
         args = params[1:]
+        if method in DOMAIN_OPS and args:
+            where = self._runs_on(method, args)
+            if where in self.peers:
+                return self._delegate(where, method, args)
         cls, _, name = method.partition(".")
         handler = getattr(self, f"{cls}_{name}".replace(".", "_"), None)
         if handler is not None:
@@ -388,6 +426,176 @@ class Emulator:
 
     def _record(self, obj: Obj) -> dict[str, Any]:
         return {k: v for k, v in obj.record.items() if not k.startswith("_")}
+
+    # ------------------------------------------------------------------ pool
+
+    def _peer_call(self, address: str, method: str, *args: Any) -> Any:
+        """An internal call to another emulator of the pool, over its TCP port on the link."""
+        port = self.host_config.master_port
+        proxy = xmlrpc.client.ServerProxy(f"http://{address}:{port}/", allow_none=False)
+        try:
+            result = getattr(proxy, method)(self.host_config.pool_secret, *args)
+        except (OSError, xmlrpc.client.Error) as exc:
+            raise ApiError("HOST_OFFLINE", address, repr(exc)) from None
+        if result.get("Status") != "Success":
+            raise ApiError(*result.get("ErrorDescription", ["INTERNAL_ERROR", method]))
+        return result["Value"]
+
+    def join_master(self) -> None:
+        """A member announces itself: the master adds this host's record (same ref and uuid)
+        and the member learns the master's host ref. xapi's pool.join does more (it replaces
+        the member's database with the master's); the client sees the outcome: both hosts in
+        host.get_all, pool.get_master the master (ocaml/xapi/xapi_pool.ml ~1905 join_common)."""
+        address = self.host_config.master_address
+        record = self._record(self.db.objects[self.host])
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                master = self._peer_call(address, "pool_internal.join", self.host, record)
+                break
+            except ApiError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        self.peers[str(master)] = address
+        self.db.listener = self._push
+
+    def _push(self, cls: str, ref: str, changes: dict[str, Any]) -> None:
+        """A member's domain changed state: the master's database says so (see PUSHED_FIELDS).
+        Called in order, from the thread that made the change."""
+        try:
+            if cls == "message":
+                self._peer_call(self.host_config.master_address, "pool_internal.message", changes)
+            else:
+                self._peer_call(
+                    self.host_config.master_address, "pool_internal.changed", cls, ref, changes
+                )
+        except ApiError as exc:
+            print(f"xapi-emulator: could not tell the master about {ref}: {exc}", flush=True)
+
+    def _internal(self, method: str, params: list[Any]) -> Any:
+        secret = self.host_config.pool_secret
+        if not secret or not params or params[0] != secret:
+            raise ApiError("SESSION_AUTHENTICATION_FAILED", "pool", "wrong pool secret")
+        args = params[1:]
+        name = method.partition(".")[2]
+        if name == "join":
+            ref, record = args
+            if self.host_config.master_address:
+                raise ApiError("HOST_IS_SLAVE", self.host_config.master_address)
+            if ref not in self.db.objects:
+                self.db.add("host", dict(record), ref=str(ref))
+            self.peers[str(ref)] = str(record["address"])
+            return self.host
+        if name == "changed":
+            cls, ref, changes = args
+            obj = self.db.objects.get(str(ref))
+            if obj is not None and obj.cls == cls:  # a VM destroyed meanwhile stays so
+                self.db.update(obj.ref, **changes)
+            return ""
+        if name == "message":
+            (record,) = args
+            self.db.add("message", dict(record))
+            return ""
+        if name == "run":
+            method_name, vm, record, call_args = args
+            self._mirror(str(vm), record)
+            return self._dispatch(str(method_name), list(call_args))
+        if name == "adopt":
+            vm, record = args
+            self._mirror(str(vm), record)
+            self._adopt(str(vm))
+            return ""
+        raise ApiError("MESSAGE_METHOD_UNKNOWN", method)
+
+    def _dispatch(self, method: str, args: list[Any]) -> Any:
+        cls, _, name = method.partition(".")
+        return getattr(self, f"{cls}_{name}")(*args)
+
+    def _runs_on(self, method: str, args: list[Any]) -> str:
+        """The host whose domains an operation touches (message_forwarding.ml: the VM's
+        resident_on; start_on/resume_on: the host given; VM.start: its affinity, as xapi's
+        host choice prefers it)."""
+        vm = str(args[0])
+        if vm not in self.db.objects:
+            return NULL
+        record = self.db.get("VM", vm)
+        if method in ("VM.start_on", "VM.resume_on") and len(args) > 1:
+            return str(args[1])
+        if method in ("VM.start", "VM.resume"):
+            return str(record["affinity"])
+        return str(record["resident_on"])
+
+    def _delegate(self, host: str, method: str, args: list[Any]) -> Any:
+        record = self._record(self.db.objects[str(args[0])])
+        return self._peer_call(self.peers[host], "pool_internal.run", method, args[0], record, args)
+
+    def _mirror(self, vm: str, record: dict[str, Any]) -> None:
+        """This member's copy of a master's VM record: what it needs to build and run the
+        domain. Its power state, domid and residence are the member's own (it runs it)."""
+        settings = {k: v for k, v in record.items() if k not in PUSHED_FIELDS["VM"]}
+        if vm in self.db.objects:
+            self.db.objects[vm].record.update(settings)
+            return
+        copy = dict(record)
+        if copy["resident_on"] != self.host:
+            copy |= {"power_state": "Halted", "domid": "-1", "resident_on": NULL}
+        self.db.add("VM", copy, ref=vm)
+        self.vm_locks.setdefault(vm, threading.Lock())
+
+    def _adopt(self, vm: str) -> None:
+        """The domain `xl migrate` brought here (named config.xl_name, paused): xenopsd's
+        receiving side builds the xenstore tree and unpauses it (xenops_server.ml ~2608
+        VM_receive_memory, then VM_unpause)."""
+        record = self.db.get("VM", vm)
+        config = self._domain_config(record)
+        with self._op(vm):
+            self._became_running(vm, config, self._new_domid(config.xl_name), False)
+
+    def _migrate_to_peer(self, vm: str, record: dict[str, Any], host: str) -> None:
+        """xenopsd's VM_migrate to another host: the guest is asked to suspend (30 s ack), its
+        memory goes over the link (`xl migrate`, ssh between the dom0s), the receiving host
+        unpauses it in a NEW domain (resumes 1) (ocaml/xenopsd/lib/xenops_server.ml ~2349
+        VM_migrate: the memory sent with the live flag, ~2608 VM_receive_memory there).
+
+        As in _save, the suspend request is xenopsd's; xl then asks again through libxl and
+        the helper that clears that second request answers it."""
+        domid = self._domid(vm)
+        self._check_suspendable(vm, domid)
+        running = self.running[vm]
+        if not self._request_shutdown(domid, "suspend", self.timeouts.suspend_ack):
+            raise ApiError("VM_FAILED_SUSPEND_ACKNOWLEDGMENT", vm)
+        state = self._wait_shutdown(domid, self.timeouts.suspend)
+        if state is None:
+            raise ApiError("VM_SUSPEND_TIMEOUT", vm, str(self.timeouts.suspend))
+        if state.reason != SHUTDOWN_SUSPEND:
+            self._halted(vm)
+            raise ApiError("INTERNAL_ERROR", f"domain {domid} shut down with reason {state.reason}")
+        stop = threading.Event()
+        clearer = threading.Thread(
+            target=self._clear_libxl_request, args=(domid, stop), daemon=True
+        )
+        clearer.start()
+        try:
+            domains.migrate(running.config, domid, self.peers[host])
+        except DomainError as exc:
+            # xl resumes the domain here when the migration fails.
+            raise ApiError("INTERNAL_ERROR", str(exc)) from None
+        finally:
+            stop.set()
+            clearer.join()
+        self.running.pop(vm, None)
+        self.consoles.stopped(domid)
+        self._resident(vm, False)
+        if self.host_config.master_address:
+            # A member's own copy: the master's record is what the receiving host sets.
+            self.db.objects[vm].record.update(power_state="Halted", domid="-1", resident_on=NULL)
+        self._peer_call(
+            self.peers[host],
+            "pool_internal.adopt",
+            vm,
+            self._record(self.db.objects[vm]) | {"resident_on": NULL},
+        )
 
     # ------------------------------------------------------------------ session
 
@@ -1066,9 +1274,13 @@ class Emulator:
         as in xenopsd's localhost migration (xenops_server.ml VM_migrate -> VM_save). Memory
         goes through a save image instead of a live pre-copy stream: the guest cannot tell."""
         record = self._vm(vm)
-        self.db.get("host", host)
+        if host not in self.peers:
+            self.db.get("host", host)
         with self._op(vm):
             self._assert_power(vm, record, ["Running"])
+            if host in self.peers:
+                self._migrate_to_peer(vm, record, host)
+                return ""
             if host != self.host:
                 raise ApiError("HOST_OFFLINE", host)
             image = self._save(vm, record)

@@ -130,6 +130,13 @@ def restore(config: DomainConfig, image: str) -> None:
     _xl("restore", "-p", "-e", _write_config(config), image)
 
 
+def migrate(config: DomainConfig, domid: int, host: str) -> None:
+    """`xl migrate` to another dom0 (ssh over the lab's link): sent with the VM's config (-C,
+    so the domain is named config.xl_name there too), left paused there (-p) for the receiving
+    emulator, no xl left waiting for it (-e). The domain here is gone afterwards."""
+    _xl("migrate", "-C", _write_config(config), "-e", "-p", str(domid), host)
+
+
 @dataclass(frozen=True)
 class DomainState:
     """What `xl list -v` says about one domain."""

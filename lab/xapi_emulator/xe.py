@@ -6,12 +6,15 @@ xe vm-shutdown [--force] uuid=U | xe vm-destroy uuid=U | xe vm-list [name-label=
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import sys
 import xmlrpc.client
 from typing import Any
 
 from .server import UNIX_SOCKET
+
+PASSWORD_FILE = "/etc/xapi-emulator-password"  # written by the lab (xapi_lab.start)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -44,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     params = dict(a.split("=", 1) for a in argv[1:] if "=" in a)
     proxy = xmlrpc.client.ServerProxy("http://localhost/", transport=_UnixTransport())
-    session = _call(proxy, "session.login_with_password", "root", "", "1.0", "xe")
+    # xe logs in as root over the local socket. On a pool member xapi forwards that login to
+    # the master, where only root's password logs in (server.py _forwarded); the real xe's CLI
+    # path authenticates locally, this stand-in reads the password the lab gave root.
+    password = ""
+    if os.path.exists(PASSWORD_FILE):
+        with open(PASSWORD_FILE) as f:
+            password = f.read().strip()
+    session = _call(proxy, "session.login_with_password", "root", password, "1.0", "xe")
     command = argv[0]
     if command == "vm-list":
         records = _call(proxy, "VM.get_all_records", session).values()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from xen_test_vm.errors import ExitCode, report_error
 
-from . import qemu
+from . import qemu, xapi_lab
 from .errors import LabError
 from .hypervisor import DEFAULT_HYPERVISOR, HYPERVISORS
 from .lab import (
@@ -32,6 +32,8 @@ from .pair import boot_pair, running_pair
 from .paths import state_dir
 
 STATE_FILE = "lab.json"
+# The emulated root's password on `invoke lab --xapi` (a throwaway lab's, printed to the user).
+XAPI_PASSWORD = "lab-root-password"
 
 
 def _alive(pid: int) -> bool:
@@ -150,17 +152,45 @@ def _pair_instructions(hosts: list[LabHost]) -> str:
     return "\n".join(lines)
 
 
-def _pair(accel: str, memory_mib: int, hypervisor: str, xenstored: str, detach: bool) -> int:
+def _start_xapi(hosts: list[LabHost]) -> str:
+    """The XAPI emulator on the lab (a pool of both hosts for two): what to tell the user."""
+    for host in hosts:
+        xapi_lab.install(host)
+    if len(hosts) == 1:
+        xapi_lab.start(hosts[0], password=XAPI_PASSWORD)
+        pool = f"{hosts[0].ssh_alias} (one host)"
+    else:
+        xapi_lab.start_pool(hosts[0], hosts[1:], password=XAPI_PASSWORD)
+        pool = f"master {hosts[0].ssh_alias}, member {hosts[1].ssh_alias}"
+    return (
+        f"  XAPI EMULATOR (not XenServer/XCP-ng): {pool}; root's password {XAPI_PASSWORD!r} "
+        "(a member's socket needs it: --xapi-password-file)"
+    )
+
+
+def _pair(
+    accel: str, memory_mib: int, hypervisor: str, xenstored: str, detach: bool, xapi: bool
+) -> int:
     if not detach:
         with running_pair(accel, memory_mib, hypervisor, xenstored) as hosts:
             print(_pair_instructions(list(hosts)))
+            if xapi:
+                print(_start_xapi(list(hosts)))
             return _until_qemu_exits(list(hosts))
     run_dir = _fresh_state_dir()
     processes, pair = boot_pair(run_dir, accel, memory_mib, True, hypervisor, xenstored)
+    try:
+        extra = _start_xapi(pair) if xapi else ""
+    except BaseException:
+        for process in processes:
+            process.stop()
+        raise
     for host in pair:
         close_ssh(host)
     _write_state(run_dir, pair[0], processes[0].pid, [processes[1].pid])
     print(_pair_instructions(pair))
+    if extra:
+        print(extra)
     print("stop it with: invoke lab --stop")
     return 0
 
@@ -196,7 +226,9 @@ def _fresh_state_dir() -> Path:
     return run_dir
 
 
-def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str, xenstored: str) -> int:
+def _detach(
+    port: int | None, accel: str, memory_mib: int, hypervisor: str, xenstored: str, xapi: bool
+) -> int:
     run_dir = _fresh_state_dir()
     process, host = boot(
         run_dir,
@@ -207,9 +239,16 @@ def _detach(port: int | None, accel: str, memory_mib: int, hypervisor: str, xens
         hypervisor=hypervisor,
         xenstored=xenstored,
     )
+    try:
+        extra = _start_xapi([host]) if xapi else ""
+    except BaseException:
+        process.stop()
+        raise
     close_ssh(host)
     _write_state(run_dir, host, process.pid)
     print(_instructions(host))
+    if extra:
+        print(extra)
     print("stop it with: invoke lab --stop")
     return 0
 
@@ -227,10 +266,12 @@ def _until_qemu_exits(hosts: list[LabHost]) -> int:
 
 
 def _foreground(
-    port: int | None, accel: str, memory_mib: int, hypervisor: str, xenstored: str
+    port: int | None, accel: str, memory_mib: int, hypervisor: str, xenstored: str, xapi: bool
 ) -> int:
     with running_lab(port, accel, memory_mib, hypervisor, xenstored) as host:
         print(_instructions(host))
+        if xapi:
+            print(_start_xapi([host]))
         return _until_qemu_exits([host])
 
 
@@ -244,6 +285,7 @@ def lab_command(
     hypervisor: str = DEFAULT_HYPERVISOR,
     xenstored: str = DEFAULT_XENSTORED,
     hosts: int = 1,
+    xapi: bool = False,
 ) -> int:
     """Run the lab command; errors become one line on stderr and exit status 1."""
     try:
@@ -257,10 +299,10 @@ def lab_command(
         if hosts == 2:
             if port is not None:
                 raise LabError("--port picks the one host's SSH port: leave it out with --hosts 2")
-            return _pair(accel, memory_mib, hypervisor, xenstored, detach)
+            return _pair(accel, memory_mib, hypervisor, xenstored, detach, xapi)
         if detach:
-            return _detach(port, accel, memory_mib, hypervisor, xenstored)
-        return _foreground(port, accel, memory_mib, hypervisor, xenstored)
+            return _detach(port, accel, memory_mib, hypervisor, xenstored, xapi)
+        return _foreground(port, accel, memory_mib, hypervisor, xenstored, xapi)
     except LabError as exc:
         report_error("lab", str(exc))
         return ExitCode.FAILED
@@ -292,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="cxenstored (C) or oxenstored (OCaml, as XenServer and XCP-ng run it)",
     )
     parser.add_argument("--hosts", type=int, default=1, help="1, or 2 linked hosts")
+    parser.add_argument(
+        "--xapi", action="store_true", help="run the XAPI emulator (with --hosts 2: as a pool)"
+    )
     args = parser.parse_args(argv)
     return lab_command(
         args.detach,
@@ -303,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.hypervisor,
         args.xenstored,
         args.hosts,
+        args.xapi,
     )
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 import shlex
 import subprocess
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from xen_test_vm import xl_writer
@@ -38,12 +40,23 @@ LOG_FILE = "/var/log/xapi-emulator.log"
 XAPI_SOCKET = "/var/lib/xcp/xapi"
 GUEST_DIR = "/var/lib/xcp/guest"
 PASSWORD_FILE = "/etc/xapi-emulator-password"
+POOL_SECRET_FILE = "/etc/xapi-emulator-pool-secret"
 BUNDLE_REVISION = "1"
 EMULATOR_SOURCE = Path(__file__).resolve().parents[1] / "xapi_emulator"
 # Not needed to run a stdlib XML-RPC server; keeps the copy into dom0 small.
 _SKIP_PARTS = {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
                "pydoc_data", "doc", "man", "__pycache__", "distutils", "unittest", "sqlite3",
                "curses", "dbm"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PoolRole:
+    """This host's place in an emulated pool: its name (host.name_label and host.address), the
+    master's address (empty: it is the master) and the pool's shared secret."""
+
+    name: str
+    master: str
+    secret: str
 
 
 def _candidates(names: tuple[str, ...]) -> list[packages.Package]:
@@ -149,10 +162,18 @@ def start(
     suspend_ack_timeout: float | None = None,
     xapi_version: str = "26.1.3",
     timeout: float = 60.0,
+    pool: PoolRole | None = None,
 ) -> None:
-    """Start the emulator in dom0 and wait until its socket answers."""
+    """Start the emulator in dom0 and wait until its socket answers (a pool member: until it
+    joined its master, which must be running)."""
     stop(host)
     options = ["--password-file", PASSWORD_FILE, "--xapi-version", xapi_version]
+    if pool is not None:
+        options += ["--host-name", pool.name, "--host-address", pool.name]
+        options += ["--pool-secret-file", POOL_SECRET_FILE]
+        if pool.master:
+            options += ["--master-address", pool.master]
+        host.run(f"umask 077; printf %s {shlex.quote(pool.secret)} > {POOL_SECRET_FILE}")
     if shutdown_ack_timeout is not None:
         options += ["--shutdown-ack-timeout", str(shutdown_ack_timeout)]
     if suspend_ack_timeout is not None:
@@ -172,6 +193,17 @@ def start(
     raise LabError(f"the XAPI emulator did not start: {log(host)[-1500:]}")
 
 
+def start_pool(
+    master: LabHost, members: list[LabHost], *, password: str = "lab-root-password"
+) -> None:
+    """The two-host lab as one emulated pool: the first host the master, the others members
+    (each known by its ssh alias, xen-lab-N, which its dom0 resolves over the link)."""
+    secret = secrets.token_hex(16)
+    start(master, password=password, pool=PoolRole(master.ssh_alias, "", secret))
+    for member in members:
+        start(member, password=password, pool=PoolRole(member.ssh_alias, master.ssh_alias, secret))
+
+
 def log(host: LabHost) -> str:
     """The emulator's output so far."""
     return host.run(f"cat {LOG_FILE} 2>/dev/null || true", check=False).stdout
@@ -183,7 +215,8 @@ def stop(host: LabHost) -> None:
     host.run(
         f"[ -f {PID_FILE} ] && kill $(cat {PID_FILE}) 2>/dev/null; rm -f {PID_FILE}; "
         "for d in $(xl list | awk '$1 ~ /^xapi-/ {print $2}'); do xl destroy $d; done; "
-        f"rm -f {XAPI_SOCKET} /etc/xensource-inventory; rm -rf /var/lib/xapi-emulator; true",
+        f"rm -f {XAPI_SOCKET} /etc/xensource-inventory {POOL_SECRET_FILE}; "
+        "rm -rf /var/lib/xapi-emulator; true",
         check=False,
     )
 

@@ -326,6 +326,51 @@ def test_on_a_pool_member_the_kernel_and_the_vm_stay_on_that_member(
     assert ("VM.resume_on", (vm.ref, OTHER_HOST, False, False)) in model.api_calls()
 
 
+def test_over_a_members_socket_this_host_is_the_inventorys_not_the_sessions(
+    fake: tuple[FakeXapi, FakeXapiServer],
+) -> None:
+    """xapi forwards a member's socket login to the master, whose session names the master
+    (model.this_host stays HOST); the member's inventory names the member."""
+    model, server = fake
+
+    def inventory(argv: list[str], _input: bytes | None) -> CommandResult | None:
+        if argv == ["cat", "/etc/xensource-inventory"]:
+            return CommandResult(argv, 0, "PRODUCT_BRAND='x'\nINSTALLATION_UUID='uuid-2'\n", "")
+        return None
+
+    model.m_host_get_by_uuid = lambda value: (  # type: ignore[method-assign]
+        {"Status": "Success", "Value": OTHER_HOST}
+        if value == "uuid-2"
+        else {"Status": "Failure", "ErrorDescription": ["UUID_INVALID", "host", value]}
+    )
+    ts = _backend(server, RecordingHost(responder=inventory))
+    assert ts.this_host() == OTHER_HOST
+    assert ts.is_pool_member()
+    assert "session.get_this_host" not in [m for m, _ in model.api_calls()]
+
+
+def test_a_members_socket_refusing_root_without_a_password_says_to_give_it(
+    fake: tuple[FakeXapi, FakeXapiServer],
+) -> None:
+    model, server = fake
+    model.password = "root's"
+    with pytest.raises(UsageError, match=r"on a pool member .*--xapi-password-file"):
+        _backend(server)
+    ts = XapiToolstack(
+        RecordingHost(), session_factory=lambda: XenAPI.Session(server.url), password="root's"
+    )
+    assert ts.this_host() == HOST
+
+
+def test_without_an_inventory_this_host_is_the_sessions(
+    fake: tuple[FakeXapi, FakeXapiServer],
+) -> None:
+    model, server = fake
+    ts = _backend(server)
+    assert ts.this_host() == HOST
+    assert "session.get_this_host" in [m for m, _ in model.api_calls()]
+
+
 @pytest.mark.parametrize(
     ("host", "address", "member"),
     [

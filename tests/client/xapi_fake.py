@@ -48,6 +48,9 @@ class FakeXapi:
     # With a FakeXenstore, running VMs get FAKE guests there and clean shutdown/reboot/suspend
     # ask them, following xenopsd (see m_VM_clean_shutdown).
     xs: FakeXenstore | None = None
+    # None: root logs in without a password, as over a master's socket. A string: root's
+    # password, which a pool member's socket needs (xapi forwards the login to the master).
+    password: str | None = None
     # The host the client's session is on (session.get_this_host); HOST is the pool master.
     this_host: str = HOST
     hosts: dict[str, dict[str, str]] = field(
@@ -125,8 +128,8 @@ class FakeXapi:
         if method == "session.login_with_password":
             return (
                 success(SESSION)
-                if params[0] == "root"
-                else failure("SESSION_AUTHENTICATION_FAILED", params[0], "")
+                if params[0] == "root" and self.password in (None, params[1])
+                else failure("SESSION_AUTHENTICATION_FAILED", params[0], "Authentication failure")
             )
         if not params or params[0] != SESSION:
             return failure("SESSION_INVALID", str(params[0]) if params else "")
