@@ -43,14 +43,11 @@
 /* Linux retries without a limit; a bound keeps a livelocked xenstored from hanging us. */
 #define MAX_TRANSACTION_ATTEMPTS 16
 
-#define FEATURE_KEYS 4
+#define FEATURE_KEYS 3
 static const char *const feature_keys[FEATURE_KEYS] = {
     "control/feature-poweroff",
     "control/feature-reboot",
     "control/feature-suspend",
-    /* PROTOCOL.md 9: as Linux (drivers/xen/xen-balloon.c); squeezed sets no target without it
-     * (xen-api ocaml/squeezed/src/squeeze_xen.ml ~line 819). */
-    "control/feature-balloon",
 };
 
 /*
@@ -217,6 +214,13 @@ static void fault_on_request(void)
 
 static void advertise_features(void)
 {
+    /*
+     * PROTOCOL.md 9: as Linux (drivers/xen/xen-balloon.c); squeezed sets no target without it
+     * (xen-api ocaml/squeezed/src/squeeze_xen.ml ~line 819). xenopsd makes control/ writable
+     * for the guest (ocaml/xenopsd/xc/domain.ml ~line 615), libxl does not and creates no such
+     * key: refused there, and not logged, so a 1.1 tester on xl sees no new line.
+     */
+    xenstore_write_string("control/feature-balloon", "1");
     for (size_t i = 0; i < FEATURE_KEYS; i++) {
         int err = xenstore_write_string(feature_keys[i], "1");
         if (err && !kernel.feature_refusal_logged[i]) {

