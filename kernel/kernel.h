@@ -14,6 +14,7 @@
 
 struct arch_mode {
     const char *name; /* "pv" or "pvh": the banner's mode */
+    bool hvm;         /* section 9: the toolstack counts pages the guest does not see as RAM */
     /* The guest's command line (NUL-terminated, at most MAX_GUEST_CMDLINE bytes). */
     const char *(*cmdline)(void);
     unsigned long (*memory_kib)(void);
@@ -29,6 +30,14 @@ struct arch_mode {
     long (*suspend)(void);
     /* Undo the preparation of suspend() when it was cancelled (shared info is mapped). */
     void (*cancelled)(void);
+    /*
+     * Section 9 (the balloon): the pages it may give back, [low, high); the frame to hand
+     * XENMEM_decrease_reservation for a page, the page made unusable first; a page given back
+     * or taken again with `frame` (what XENMEM_populate_physmap wrote back).
+     */
+    void (*balloon_range)(unsigned long *low, unsigned long *high);
+    unsigned long (*balloon_give)(unsigned long pfn);
+    void (*balloon_took)(unsigned long pfn, unsigned long frame);
     /* The address of the last page fault; false if it cannot be known now. */
     bool (*fault_address)(unsigned long *address);
 };

@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--xs-nodes", type=int, metavar="N", help="hold N nodes under data/test-vm/pressure/n"
     )
     load.add_argument("--xs-watches", type=int, metavar="N", help="hold N watches (0 clears)")
+    balloon = p.add_argument_group("balloon (PROTOCOL.md section 9)")
+    balloon.add_argument(
+        "--balloon-percent",
+        type=int,
+        metavar="P",
+        help="give back only P%% of what memory/target asks (0: ignore it; 100: obey, the default)",
+    )
 
     p = verb("request", "write a word to control/shutdown and report how the guest answered it")
     p.add_argument(
@@ -357,7 +364,7 @@ def cmd_start(args: argparse.Namespace, session: Session, timeouts: Timeouts) ->
 def send_message(args: argparse.Namespace) -> str:
     """The control/testing message from the arguments (checked before connecting)."""
     timed = args.hang_ms is not None or args.ack_delay_ms or args.action_delay_ms
-    load = args.xs_nodes is not None or args.xs_watches is not None
+    load = (args.xs_nodes, args.xs_watches, args.balloon_percent) != (None, None, None)
     if args.message is not None:
         if args.when or args.action or args.ack or timed or load:
             raise UsageError("give either a raw message or the options that build one, not both")
@@ -377,6 +384,7 @@ def send_message(args: argparse.Namespace) -> str:
             action_delay_ms=args.action_delay_ms,
             xs_nodes=args.xs_nodes,
             xs_watches=args.xs_watches,
+            balloon_percent=args.balloon_percent,
         ).to_json()
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -23,6 +23,9 @@ FOREVER = "forever"
 # Section 8 (1.2): xenstore pressure, how many nodes and watches the guest holds.
 PRESSURE_FIELDS = ("xs_nodes", "xs_watches")
 MAX_PRESSURE = 100_000
+# Section 9 (1.2): the balloon, which part of what memory/target asks it to give back it meets.
+BALLOON_PERCENT = "balloon_percent"
+BALLOON_STATUS = ("kib", "target")  # under data/test-vm/balloon/, target written last
 
 When = Literal["now", "onshutdown"]
 
@@ -39,8 +42,12 @@ class Instruction:
     action_delay_ms: int = 0
     xs_nodes: int | None = None  # None: not asked (0 clears)
     xs_watches: int | None = None
+    balloon_percent: int | None = None  # None: not asked (0 gives back nothing)
 
     def __post_init__(self) -> None:
+        percent = self.balloon_percent
+        if percent is not None and (not isinstance(percent, int) or not 0 <= percent <= 100):
+            raise ValueError(f"balloon_percent must be 0 to 100, not {percent!r}")
         for name in PRESSURE_FIELDS:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or not 0 <= value <= MAX_PRESSURE):
@@ -70,6 +77,8 @@ class Instruction:
             del body["ack"]
         body |= {name: getattr(self, name) for name in TIMED_FIELDS if getattr(self, name)}
         body |= {n: getattr(self, n) for n in PRESSURE_FIELDS if getattr(self, n) is not None}
+        if self.balloon_percent is not None:
+            body[BALLOON_PERCENT] = self.balloon_percent
         text = json.dumps(body, separators=(",", ":"))
         if len(text) > MAX_MESSAGE or not text.isascii():
             raise ValueError("instruction does not fit a xenstore value (4096 ASCII bytes)")

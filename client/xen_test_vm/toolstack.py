@@ -221,6 +221,14 @@ class Toolstack(ABC):
     def unpause(self, vm: Vm) -> None:
         """Let a paused domain run."""
 
+    def set_memory_target(self, vm: Vm, mib: int) -> None:
+        """Set the running guest's memory target (memory/target, what its balloon answers)."""
+        raise ToolstackError("NOT_SUPPORTED", f"{self.kind} hosts: no memory target yet")
+
+    def memory_kib(self, vm: Vm) -> int:
+        """The KiB the running domain holds, as the toolstack sees them."""
+        raise ToolstackError("NOT_SUPPORTED", f"{self.kind} hosts: no domain memory yet")
+
     def checkpoint(self, vm: Vm) -> None:
         """Save the state and let the guest carry on (to the guest: a cancelled suspend)."""
         raise ToolstackError("NOT_SUPPORTED", f"{self.kind} hosts: checkpoint is not supported")

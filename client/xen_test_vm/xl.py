@@ -228,6 +228,16 @@ class XlToolstack(Toolstack):
         state, reason = row[-5], row[-2]
         return state, int(reason) if reason.isdigit() else None
 
+    def set_memory_target(self, vm: Vm, mib: int) -> None:
+        """xl mem-set: libxl writes memory/target (and lowers maxmem to it plus 1 MiB)."""
+        self._xl("mem-set", self._require_domid(vm), f"{mib}m", timeout=60)
+
+    def memory_kib(self, vm: Vm) -> int:
+        """`xl list -l`'s pages are the config; the domain's own count is `xl list`'s Mem
+        column (MiB of its pages, from the right: names may hold spaces)."""
+        out = self._xl("list", self._require_domid(vm), timeout=60)
+        return int(out.strip().splitlines()[-1].split()[-4]) * 1024
+
     def wait_stopped(self, vm: Vm, domid: int, timeout: float) -> Stopped:
         """On @releaseDomain until the preserved domain is shut down or crashed: its reason
         code is the guest's SCHEDOP_shutdown reason ('c' must go with reason crash)."""

@@ -109,6 +109,8 @@ static void check_effects(int kind, size_t len)
     REQUIRE((fx.xs_nodes == PROTO_KEEP && fx.xs_watches == PROTO_KEEP) || is_testing);
     REQUIRE(fx.xs_nodes == PROTO_KEEP || fx.xs_nodes <= PROTO_PRESSURE_MAX);
     REQUIRE(fx.xs_watches == PROTO_KEEP || fx.xs_watches <= PROTO_PRESSURE_MAX);
+    /* Section 9: likewise the balloon's percent. */
+    REQUIRE(fx.balloon_percent == PROTO_KEEP || (is_testing && fx.balloon_percent <= 100));
 }
 
 /*

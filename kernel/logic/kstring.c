@@ -54,6 +54,22 @@ bool kstreq(const char *s, size_t len, const char *word)
     return len == wlen && kmemcmp(s, word, len) == 0;
 }
 
+bool kparse_ulong(const char *s, size_t len, unsigned long *value)
+{
+    unsigned long n = 0;
+
+    /* 15 digits cannot overflow 64 bits. */
+    if (len == 0 || len > 15)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        n = n * 10 + (unsigned long)(s[i] - '0');
+    }
+    *value = n;
+    return true;
+}
+
 bool kstartswith(const char *s, size_t len, const char *prefix)
 {
     size_t plen = kstrlen(prefix);

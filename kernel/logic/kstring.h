@@ -22,6 +22,8 @@ size_t kstrnlen(const char *s, size_t max);
 /* True when the counted string (s, len) equals the NUL-terminated word. */
 bool kstreq(const char *s, size_t len, const char *word);
 bool kstartswith(const char *s, size_t len, const char *prefix);
+/* A decimal number of 1 to 15 digits and nothing else (no sign, no spaces); false if not. */
+bool kparse_ulong(const char *s, size_t len, unsigned long *value);
 
 /*
  * Append-only text buffer over caller storage. Appends that do not fit are cut at the capacity

@@ -62,7 +62,7 @@ static void begin(struct event *ev, struct proto *p, struct proto_effects *out)
     out->answer_if_unchanged = false;
     out->expect_value = NULL;
     out->expect_len = 0;
-    out->xs_nodes = out->xs_watches = PROTO_KEEP;
+    out->xs_nodes = out->xs_watches = out->balloon_percent = PROTO_KEEP;
     kbuf_init(&ev->console, out->console, sizeof(out->console));
 }
 
@@ -252,6 +252,7 @@ struct message {
     size_t ack_string_len;
     struct proto_timing timing;
     unsigned xs_nodes, xs_watches; /* section 8; PROTO_KEEP when absent */
+    unsigned balloon_percent;      /* section 9; PROTO_KEEP when absent */
 };
 
 /* Why a message is invalid, into p->last_error. Values quoted from the message are cut short. */
@@ -357,12 +358,13 @@ static bool read_timing(struct proto *p, bool now, struct proto_timing *t)
     return ms_field(p, "action_delay_ms", &t->action_delay_ms, NULL);
 }
 
-/* Section 8: read with either `when`; they are not part of the instruction. */
+/* Sections 8 and 9: read with either `when`; they are not part of the instruction. */
 static bool read_pressure(struct proto *p, struct message *msg)
 {
-    msg->xs_nodes = msg->xs_watches = PROTO_KEEP;
+    msg->xs_nodes = msg->xs_watches = msg->balloon_percent = PROTO_KEEP;
     return number_field(p, "xs_nodes", PROTO_PRESSURE_MAX, &msg->xs_nodes, NULL) &&
-           number_field(p, "xs_watches", PROTO_PRESSURE_MAX, &msg->xs_watches, NULL);
+           number_field(p, "xs_watches", PROTO_PRESSURE_MAX, &msg->xs_watches, NULL) &&
+           number_field(p, "balloon_percent", 100, &msg->balloon_percent, NULL);
 }
 
 static bool read_message(struct proto *p, const char *value, size_t len, struct message *msg)
@@ -637,6 +639,7 @@ void proto_on_testing(struct proto *p, const char *value, size_t len, bool prese
     }
     out->xs_nodes = msg.xs_nodes;
     out->xs_watches = msg.xs_watches;
+    out->balloon_percent = msg.balloon_percent;
     /* A valid message replaces the armed one, whatever it says, and ends timed steps. */
     cancel_steps(&ev);
     disarm(&ev);

@@ -18,6 +18,8 @@
  *   5. perform effects.action;
  *   5a. (section 8) hand effects.xs_nodes / xs_watches, when either is not PROTO_KEEP, to
  *      pressure_request() (logic/pressure.h), which the main loop works through;
+ *   5b. (section 9) when effects.balloon_percent is not PROTO_KEEP, make it the balloon's
+ *      percent and answer memory/target again;
  *   6. wait as effects.wait says (section 7): PROTO_WAIT_HANG — flush the console, then touch
  *      neither xenstore nor the console for wait_ms (or for good), then call proto_on_timer;
  *      PROTO_WAIT_TIMER — carry on serving events and call proto_on_timer once wait_ms have
@@ -147,6 +149,8 @@ struct proto_effects {
     /* Section 8: the xenstore pressure asked for (logic/pressure.h), PROTO_KEEP if not. */
     unsigned xs_nodes;
     unsigned xs_watches;
+    /* Section 9: the balloon's new percent (logic/balloon.h), PROTO_KEEP if not asked. */
+    unsigned balloon_percent;
 };
 
 /* The tester's words for `action`, kept for the canonical JSON and the console. */

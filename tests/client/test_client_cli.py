@@ -207,6 +207,11 @@ def test_scale_refuses_bad_numbers_before_connecting(args: list[str], message: s
         (["--when", "now", "--action", "ignore", "--ack-delay-ms", "-1"], "ack_delay_ms must be 0"),
         (["{}", "--hang-ms", "5"], "either a raw message or the options"),
         (["--when", "now", "--action", "ignore", "--xs-nodes", "-3"], "xs_nodes must be 0"),
+        (
+            ["--when", "now", "--action", "ignore", "--balloon-percent", "150"],
+            "balloon_percent must be 0 to 100",
+        ),
+        (["{}", "--balloon-percent", "5"], "either a raw message or the options"),
     ],
 )
 def test_send_refuses_bad_timed_options_before_connecting(args: list[str], message: str) -> None:

@@ -75,6 +75,25 @@ def test_pressure_fields_out_of_range_are_refused(fields: dict[str, object]) -> 
         Instruction("now", "ignore", **fields)  # type: ignore[arg-type]
 
 
+def test_balloon_percent_is_written_when_asked_zero_included() -> None:
+    asked = Instruction("onshutdown", "ignore", "ok", xs_nodes=3, balloon_percent=0)
+    assert asked.to_json() == (
+        '{"when":"onshutdown","ack":"ok","action":"ignore","xs_nodes":3,"balloon_percent":0}'
+    )
+    assert "balloon" not in Instruction("now", "ignore").to_json()
+    assert (
+        Instruction("now", "ignore", balloon_percent=100)
+        .to_json()
+        .endswith(',"balloon_percent":100}')
+    )
+
+
+@pytest.mark.parametrize("percent", [-1, 101, 50.5, "50"])
+def test_balloon_percent_out_of_range_is_refused(percent: object) -> None:
+    with pytest.raises(ValueError, match="balloon_percent must be 0 to 100"):
+        Instruction("now", "ignore", balloon_percent=percent)  # type: ignore[arg-type]
+
+
 def test_control_keys_are_owned_by_dom0_and_read_write_for_the_guest() -> None:
     assert guest_writable(7) == ["n0", "b7"]
 

@@ -7,6 +7,7 @@ import json
 import pytest
 from xen_test_vm.errors import ToolstackError, UsageError
 from xen_test_vm.remote import CommandResult
+from xen_test_vm.scenarios import ALL
 from xen_test_vm.toolstack import Vm, VmSpec, default_mode, validate_vm_name
 from xen_test_vm.xl import ACK_FAILURE, XlToolstack, config_slug, xl_config, xl_string
 from xen_test_vm.xl_writer import SHIM_CPUID_ON_FAMILY_15, shim_cpuid
@@ -313,3 +314,32 @@ def test_xl_writes_the_shim_cpuid_the_host_needs(recording_host: RecordingHost) 
     assert recording_host.calls.count(["cat", "/proc/cpuinfo"]) == 1
     written = recording_host.inputs[-1] or b""
     assert f'cpuid = "{SHIM_CPUID_ON_FAMILY_15}"\n'.encode() in written
+
+
+def test_memory_target_and_count_address_the_domain_by_id(recording_host: RecordingHost) -> None:
+    """Section 9's smoke rows: `xl mem-set <domid> <n>m`, and the domain's pages from `xl list`'s
+    Mem column, counted from the right (a name may hold spaces)."""
+
+    def respond(argv: list[str], _: bytes | None) -> CommandResult | None:
+        if argv[:3] == ["xl", "list", "-l"]:
+            return CommandResult(argv, 0, _xl_list({"Domain-0": 0, "a b": 7}), "")
+        if argv == ["xl", "list", "7"]:
+            out = (
+                "Name   ID   Mem VCPUs\tState\tTime(s)\na b    7     8     1     -b----       0.2\n"
+            )
+            return CommandResult(argv, 0, out, "")
+        return None
+
+    recording_host.responder = respond
+    xl = XlToolstack(recording_host)
+    vm = Vm(name="a b", ref="/cfg")
+    xl.set_memory_target(vm, 8)
+    assert xl.memory_kib(vm) == 8 * 1024
+    ops = [c for c in recording_host.calls if c[:3] != ["xl", "list", "-l"]]
+    assert ops == [["xl", "mem-set", "7", "8m"], ["xl", "list", "7"]]
+
+
+def test_balloon_smoke_rows_are_xl_toolstack_rows() -> None:
+    rows = {s.name: s for s in ALL if s.name.startswith("balloon-")}
+    assert sorted(rows) == ["balloon-down", "balloon-ignore"]
+    assert all(r.group == "toolstack" and r.backends == {"xl"} for r in rows.values())

@@ -56,6 +56,12 @@ C_CASES = (
     "json_members_limit",
     "json_input_not_nul_terminated",
     "proto_struct_fits_budget",
+    "balloon_obeys_target_in_pages",
+    "balloon_goal_bounded_by_room",
+    "balloon_partial_percent_from_boot_size",
+    "balloon_hvm_offset_from_static_max",
+    "balloon_huge_values",
+    "kparse_ulong_digits_only",
     "p2m_tree_6_gib",
     "p2m_tree_64_gib",
     "p2m_tree_edges",
@@ -360,6 +366,8 @@ class Fx:
     # Section 8: the xenstore pressure a valid message asks for (None: not asked).
     xs_nodes: int | None = None
     xs_watches: int | None = None
+    # Section 9: the balloon's percent a valid message sets (None: not asked).
+    balloon_percent: int | None = None
 
     def as_driver_output(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reply": self.reply}
@@ -380,7 +388,7 @@ class Fx:
             out["cancel_timer"] = True
         if self.expect is not None:
             out["expect"] = self.expect
-        for key in ("xs_nodes", "xs_watches"):
+        for key in ("xs_nodes", "xs_watches", "balloon_percent"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -978,6 +986,66 @@ SCENARIOS.update(
             bogus(
                 '{"when":"now","action":"ignore","xs_nodes":5,"xs_watches":-5}',
                 "bad xs_watches: -5",
+            ),
+            fired("none", "ignore"),
+        ],
+    }
+)
+
+
+# Section 9 (1.2): balloon_percent, 0..100, is handed on with either `when` like the pressure
+# counts; it is not part of the instruction.
+SCENARIOS.update(
+    {
+        "balloon: a now message hands the percent on": [
+            Step(
+                "testing",
+                '{"when":"now","action":"ignore","balloon_percent":50}',
+                Fx(ack=True, console=("testing: now ignore", "ignoring"), balloon_percent=50),
+            ),
+        ],
+        "balloon: with onshutdown, 0 and 100 are percents like any other": [
+            Step(
+                "testing",
+                '{"when":"onshutdown","ack":"ok","action":"ignore","balloon_percent":0}',
+                Fx(
+                    ack=True,
+                    console=(f"armed: {PRESSURE_ARMED}",),
+                    state="armed",
+                    armed=PRESSURE_ARMED,
+                    balloon_percent=0,
+                ),
+            ),
+            Step(
+                "testing",
+                '{"when":"now","action":"ignore","balloon_percent":100}',
+                Fx(
+                    ack=True,
+                    console=(f"disarmed: {PRESSURE_ARMED}", "testing: now ignore", "ignoring"),
+                    state="ready",
+                    armed="",
+                    balloon_percent=100,
+                ),
+            ),
+        ],
+        "balloon: an invalid percent asks nothing and leaves the armed instruction": [
+            arm("none", "ignore"),
+            *(
+                bogus(f'{{"when":"now","action":"ignore","balloon_percent":{bad}}}', reason)
+                for bad, reason in (
+                    ("101", "bad balloon_percent: 101"),
+                    ("-1", "bad balloon_percent: -1"),
+                    ("50.5", "bad balloon_percent: 50.5"),
+                    ("1e2", "bad balloon_percent: 1e2"),
+                )
+            ),
+            bogus(
+                '{"when":"now","action":"ignore","balloon_percent":"50"}',
+                "field balloon_percent: string",
+            ),
+            bogus(
+                '{"when":"now","action":"ignore","balloon_percent":1,"balloon_percent":2}',
+                "duplicate field: balloon_percent",
             ),
             fired("none", "ignore"),
         ],

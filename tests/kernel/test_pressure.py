@@ -31,8 +31,9 @@ XENSTORED = os.environ.get(XENSTORED_ENV, "cxenstored")
 # watches per domain): C xenstored's errno names, oxenstored's own EQUOTA.
 NODE_QUOTA_ERROR = {"cxenstored": "ENOSPC", "oxenstored": "EQUOTA"}[XENSTORED]
 WATCH_QUOTA_ERROR = {"cxenstored": "E2BIG", "oxenstored": "EQUOTA"}[XENSTORED]
-# The kernel's own watches (control/shutdown, control/testing), which count in the quota.
-OWN_WATCHES = 2
+# The kernel's own watches (control/shutdown, control/testing, memory/target (section 9)), which
+# count in the quota.
+OWN_WATCHES = 3
 
 
 def pressure(guest: Guest, nodes: int | None = None, watches: int | None = None) -> None:

@@ -128,6 +128,10 @@ static void print_effects(void)
         kbuf_puts(&b, ",\"xs_watches\":");
         kbuf_put_u64(&b, fx.xs_watches);
     }
+    if (fx.balloon_percent != PROTO_KEEP) {
+        kbuf_puts(&b, ",\"balloon_percent\":");
+        kbuf_put_u64(&b, fx.balloon_percent);
+    }
     kbuf_putc(&b, '}');
     if (b.truncated) {
         fprintf(stderr, "driver: output truncated\n");

@@ -10,6 +10,7 @@
 
 #include "json.h"
 #include "kstring.h"
+#include "balloon.h"
 #include "p2m_tree.h"
 #include "protocol.h"
 #include "xs_wire.h"
@@ -419,6 +420,100 @@ CASE(p2m_tree_edges)
     CHECK(tree.nr_pfns == P2M_MAX_PFNS && tree.list_pages == P2M_MAX_LIST_PAGES);
 }
 
+/* A 16 MiB guest (4096 pages) whose balloon may take 3000 of them. */
+static void small_guest(struct balloon *b)
+{
+    balloon_init(b, 4096, 3000);
+}
+
+CASE(balloon_obeys_target_in_pages)
+{
+    struct balloon b;
+
+    small_guest(&b);
+    CHECK(b.percent == 100 && b.out == 0 && b.offset == 0);
+    CHECK(balloon_goal(&b, 16384) == 0);  /* its boot size */
+    CHECK(balloon_goal(&b, 8192) == 2048); /* half of it */
+    CHECK(balloon_goal(&b, 8195) == 2048); /* KiB rounded down to pages, as Linux */
+    CHECK(balloon_goal(&b, 8188) == 2049);
+    CHECK(balloon_goal(&b, 65536) == 0);  /* more than it booted with: all of it back */
+}
+
+CASE(balloon_goal_bounded_by_room)
+{
+    struct balloon b;
+
+    small_guest(&b);
+    CHECK(balloon_goal(&b, 4096) == 3000);
+    CHECK(balloon_goal(&b, 0) == 3000);
+    balloon_init(&b, 4096, 0);
+    CHECK(balloon_goal(&b, 0) == 0);
+}
+
+CASE(balloon_partial_percent_from_boot_size)
+{
+    struct balloon b;
+
+    small_guest(&b);
+    b.percent = 50;
+    CHECK(balloon_goal(&b, 8192) == 1024);
+    b.percent = 0; /* ignores every target: stays at (or goes back to) its boot size */
+    CHECK(balloon_goal(&b, 8192) == 0);
+    b.percent = 33;
+    CHECK(balloon_goal(&b, 8192) == 675); /* 2048 * 33 / 100, rounded down */
+    b.percent = 50;
+    CHECK(balloon_goal(&b, 0) == 2048);   /* half of all 4096, within the room */
+    b.percent = 100;
+    b.out = 1000; /* what is out already does not change the goal: a target asked again */
+    CHECK(balloon_goal(&b, 8192) == 2048);
+}
+
+CASE(balloon_hvm_offset_from_static_max)
+{
+    struct balloon b;
+
+    /* PVH: the toolstack counts 1 MiB the guest does not see as RAM (target_diff). */
+    balloon_init(&b, 3840, 3000);
+    balloon_offset(&b, 16384);
+    CHECK(b.offset == 256);
+    CHECK(balloon_goal(&b, 16384) == 0);
+    CHECK(balloon_goal(&b, 8192) == 2048); /* 8 MiB: 7 of RAM, 2048 pages out */
+    CHECK(balloon_goal(&b, 512) == 3000); /* below the offset: as low as it can */
+    balloon_offset(&b, 8192); /* static-max below its RAM: no offset */
+    CHECK(b.offset == 0);
+    balloon_offset(&b, 0);
+    CHECK(b.offset == 0);
+}
+
+CASE(balloon_huge_values)
+{
+    struct balloon b;
+    unsigned long kib;
+
+    balloon_init(&b, 1UL << 40, 1UL << 40);
+    CHECK(balloon_goal(&b, 0) == 1UL << 40);
+    CHECK(kparse_ulong("999999999999999", 15, &kib) && kib == 999999999999999UL);
+    CHECK(balloon_goal(&b, kib) == 0);
+    b.percent = 1;
+    CHECK(balloon_goal(&b, 0) == (1UL << 40) / 100);
+}
+
+CASE(kparse_ulong_digits_only)
+{
+    unsigned long v = 7;
+
+    CHECK(kparse_ulong("16384", 5, &v) && v == 16384);
+    CHECK(kparse_ulong("0", 1, &v) && v == 0);
+    CHECK(kparse_ulong("007", 3, &v) && v == 7);
+    v = 9;
+    CHECK(!kparse_ulong("", 0, &v) && v == 9);
+    CHECK(!kparse_ulong("-1", 2, &v) && v == 9);
+    CHECK(!kparse_ulong("1 ", 2, &v) && v == 9);
+    CHECK(!kparse_ulong("0x10", 4, &v) && v == 9);
+    CHECK(!kparse_ulong("1234567890123456", 16, &v) && v == 9);
+    CHECK(kparse_ulong("12345", 3, &v) && v == 123); /* counted, not NUL-terminated */
+}
+
 int main(void)
 {
     run("xs_header_layout_matches_xen", xs_header_layout_matches_xen);
@@ -448,6 +543,12 @@ int main(void)
     run("json_members_limit", json_members_limit);
     run("json_input_not_nul_terminated", json_input_not_nul_terminated);
     run("proto_struct_fits_budget", proto_struct_fits_budget);
+    run("balloon_obeys_target_in_pages", balloon_obeys_target_in_pages);
+    run("balloon_goal_bounded_by_room", balloon_goal_bounded_by_room);
+    run("balloon_partial_percent_from_boot_size", balloon_partial_percent_from_boot_size);
+    run("balloon_hvm_offset_from_static_max", balloon_hvm_offset_from_static_max);
+    run("balloon_huge_values", balloon_huge_values);
+    run("kparse_ulong_digits_only", kparse_ulong_digits_only);
     run("p2m_tree_6_gib", p2m_tree_6_gib);
     run("p2m_tree_64_gib", p2m_tree_64_gib);
     run("p2m_tree_edges", p2m_tree_edges);

@@ -47,6 +47,50 @@ void *mfn_to_virt(unsigned long mfn)
     return pfn_to_virt(mfn_to_pfn(mfn));
 }
 
+/* The first page after the boot structures (start_info layout, xen.h ~line 790-815). */
+static unsigned long boot_end(void)
+{
+    return virt_to_pfn((const void *)xen_start_info->pt_base) + xen_start_info->nr_pt_frames +
+           BOOT_STACK_AND_PADDING_PAGES;
+}
+
+/*
+ * Section 9: the balloon takes pages between the boot structures and the p2m frame lists at
+ * the top of memory (memory_publish_p2m), which a save needs.
+ */
+void pv_balloon_range(unsigned long *low, unsigned long *high)
+{
+    struct p2m_tree tree;
+
+    p2m_tree_layout(xen_start_info->nr_pages, &tree);
+    *low = boot_end();
+    *high = xen_start_info->nr_pages - tree.list_pages;
+}
+
+/*
+ * A page to give back: the builder's mapping of the boot region runs to a 4 MiB boundary
+ * (xen.h ~line 794), so pages up to there are still mapped and must not be; then its p2m
+ * entry is marked invalid, as Linux's balloon does (__set_phys_to_machine INVALID_P2M_ENTRY):
+ * a save skips such a page as ballooned (libxc xc_sr_save.c write_batch, "Likely a ballooned
+ * page") and a restore leaves it out.
+ */
+unsigned long pv_balloon_give(unsigned long pfn)
+{
+    unsigned long *p2m = (unsigned long *)xen_start_info->mfn_list;
+    unsigned long mfn = p2m[pfn];
+
+    if (pfn < ((boot_end() + 1023) & ~1023UL))
+        hypervisor_update_va_mapping((unsigned long)pfn_to_virt(pfn), 0, UVMF_INVLPG);
+    p2m[pfn] = ~0UL;
+    return mfn;
+}
+
+/* XENMEM_populate_physmap wrote the new page's MFN (memory.h) and its M2P entry. */
+void pv_balloon_took(unsigned long pfn, unsigned long mfn)
+{
+    ((unsigned long *)xen_start_info->mfn_list)[pfn] = mfn;
+}
+
 void memory_init(start_info_t *start_info)
 {
     xen_start_info = start_info;
@@ -76,9 +120,7 @@ void memory_publish_p2m(void)
         console_printf("warning: %lu pages exceed the p2m tree; save covers %lu", nr_pages,
                        tree.nr_pfns);
     unsigned long first = nr_pages - tree.list_pages;
-    unsigned long boot_end = virt_to_pfn((const void *)xen_start_info->pt_base) +
-                             xen_start_info->nr_pt_frames + BOOT_STACK_AND_PADDING_PAGES;
-    if (tree.list_pages > nr_pages || first < boot_end) {
+    if (tree.list_pages > nr_pages || first < boot_end()) {
         console_printf("warning: no free pages for %lu p2m frame lists; save will fail",
                        tree.list_pages);
         return;

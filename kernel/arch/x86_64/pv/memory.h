@@ -32,4 +32,9 @@ void memory_init(start_info_t *start_info);
  * and after every resume, since a restore gives every page a new MFN. */
 void memory_publish_p2m(void);
 
+/* Section 9, for arch_mode (kernel.h). */
+void pv_balloon_range(unsigned long *low, unsigned long *high);
+unsigned long pv_balloon_give(unsigned long pfn);
+void pv_balloon_took(unsigned long pfn, unsigned long mfn);
+
 #endif

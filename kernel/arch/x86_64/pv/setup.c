@@ -107,6 +107,9 @@ static const struct arch_mode pv_mode = {
     .suspend = pv_suspend,
     .cancelled = pv_cancelled,
     .fault_address = pv_fault_address,
+    .balloon_range = pv_balloon_range,
+    .balloon_give = pv_balloon_give,
+    .balloon_took = pv_balloon_took,
 };
 
 __attribute__((noreturn)) void pv_start(start_info_t *start_info);

@@ -187,6 +187,47 @@ static unsigned long pvh_memory_kib(void)
     return (unsigned long)(bytes / 1024);
 }
 
+/* The first page above what the builder placed after the image (start_info, memory map,
+ * command line), and at least 2 MiB: the image's own page tables map only that far. */
+static unsigned long above(unsigned long low, uint64_t paddr)
+{
+    unsigned long pfn = (unsigned long)(paddr >> PAGE_SHIFT) + 1;
+
+    return pfn > low ? pfn : low;
+}
+
+/* Section 9: the top of the last RAM range, which holds nothing of ours. */
+static void pvh_balloon_range(unsigned long *low, unsigned long *high)
+{
+    const struct hvm_memmap_table_entry *map =
+        (const void *)(unsigned long)start_info->memmap_paddr;
+    unsigned long l = above(above(above(0x200000 >> PAGE_SHIFT, start_info->memmap_paddr),
+                                  start_info->cmdline_paddr),
+                            (unsigned long)start_info);
+
+    /* libxl lists the ranges in ascending order: the last RAM range is the top one, and it
+     * reaches above 2 MiB in any guest (one page of it may stay unused: cheaper than exact). */
+    *low = *high = 0;
+    for (uint32_t i = 0; start_info->version >= 1 && i < start_info->memmap_entries; i++) {
+        if (map[i].type != E820_RAM)
+            continue;
+        *low = above(l, map[i].addr);
+        *high = (unsigned long)((map[i].addr + map[i].size) >> PAGE_SHIFT);
+    }
+}
+
+/* A translated guest names its own frames: XENMEM_* take the page's number itself. */
+static unsigned long pvh_balloon_give(unsigned long pfn)
+{
+    return pfn;
+}
+
+static void pvh_balloon_took(unsigned long pfn, unsigned long frame)
+{
+    (void)pfn;
+    (void)frame;
+}
+
 static void *pvh_store_ring(evtchn_port_t *port)
 {
     *port = (evtchn_port_t)hvm_param(HVM_PARAM_STORE_EVTCHN);
@@ -251,6 +292,7 @@ static bool pvh_fault_address(unsigned long *address)
 
 static const struct arch_mode pvh_mode = {
     .name = "pvh",
+    .hvm = true,
     .cmdline = pvh_cmdline,
     .memory_kib = pvh_memory_kib,
     .store_ring = pvh_store_ring,
@@ -261,6 +303,9 @@ static const struct arch_mode pvh_mode = {
     .suspend = pvh_suspend,
     .cancelled = pvh_cancelled,
     .fault_address = pvh_fault_address,
+    .balloon_range = pvh_balloon_range,
+    .balloon_give = pvh_balloon_give,
+    .balloon_took = pvh_balloon_took,
 };
 
 __attribute__((noreturn)) void pvh_start_c(unsigned long start_info_paddr);

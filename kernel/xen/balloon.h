@@ -1,0 +1,15 @@
+/*
+ * Section 9: pages given back to Xen and taken again, through the boot mode's view of its
+ * frames (kernel.h). The balloon's pages are [high - out, high): it gives back from the top
+ * down and takes back from the bottom up, so a partial batch keeps that range whole.
+ */
+#ifndef XTV_XEN_BALLOON_H
+#define XTV_XEN_BALLOON_H
+
+#include <stdbool.h>
+
+/* Give back (give) or take again up to n pages next to `top`, the lowest page out (or high).
+ * Returns how many pages it did: fewer when Xen refused the rest. */
+unsigned long balloon_exchange(bool give, unsigned long top, unsigned long n);
+
+#endif
