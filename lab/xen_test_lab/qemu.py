@@ -204,7 +204,7 @@ def start(
         "-kernel", str(xen), "-append", xen_args(dom0_mib),
         "-initrd", f"{_escape(str(dom0_kernel))} {DOM0_ARGS},{_escape(str(initrd))}",
         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
-        "-device", "e1000,netdev=net0",
+        "-device", "virtio-net-pci,netdev=net0",
         *extra_args,
     ]  # fmt: skip
     stderr_log = (run_dir / "qemu.stderr").open("wb")
