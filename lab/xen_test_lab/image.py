@@ -261,6 +261,15 @@ def _build(pkgs: list[packages.Package], debs_dir: Path, out: Path) -> None:
     module_list = tree / DOM0_MODULE_LIST
     module_list.parent.mkdir(parents=True, exist_ok=True)
     module_list.write_text("".join(f"/lib/modules/{release}/kernel/{m}\n" for m in DOM0_MODULES))
+    # busybox's applets as links in the image, as `busybox --install -s /usr/bin` would make
+    # them (no file a package brings is replaced): dom0's init made ~400 links every boot.
+    applets = subprocess.run(
+        [str(staging / "bin/busybox"), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for applet in applets:
+        link = tree / "usr/bin" / applet
+        if not (link.exists() or link.is_symlink()):
+            link.symlink_to("/bin/busybox")
     # Debian's /usr/sbin/xl is a version-picking wrapper script; the lab has one Xen.
     for name in ("xl", "xenstored", "oxenstored", "xenconsoled", "xen-init-dom0"):
         link = tree / "usr/sbin" / name
