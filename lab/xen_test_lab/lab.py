@@ -133,6 +133,8 @@ class LabHost:
     run_dir: Path
     ready_seconds: float = 0.0  # QEMU start -> `xl info` answers over SSH
     init_seconds: float = 0.0  # QEMU start -> dom0's init reports ready on the console
+    # QEMU start -> the end of each boot phase (qemu.BOOT_PHASE_MARKS), then "ssh" (ready).
+    boot_phases: dict[str, float] = field(default_factory=dict)
     accel: str = "tcg"
     qemu_pid: int = 0
     ssh_alias: str = SSH_ALIAS
@@ -340,6 +342,7 @@ def boot(
         host.init_seconds = init_seconds
         _wait_for_ssh(host, process)
         host.ready_seconds = time.monotonic() - process.started
+        host.boot_phases = {**process.phase_seen, "ssh": round(host.ready_seconds, 2)}
         return process, host
     except BaseException:
         process.stop()

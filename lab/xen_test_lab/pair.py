@@ -121,7 +121,7 @@ def boot_pair(
             side = "listen" if index == 0 else "connect"
             link = [
                 "-netdev", f"socket,id=peer,{side}=127.0.0.1:{link_port}",
-                "-device", f"e1000,netdev=peer,mac={PEER_MACS[index]}",
+                "-device", f"virtio-net-pci,netdev=peer,mac={PEER_MACS[index]}",
             ]  # fmt: skip
             processes.append(
                 qemu.start(
