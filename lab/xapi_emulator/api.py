@@ -563,27 +563,13 @@ class Emulator:
         domid = self._domid(vm)
         self._check_suspendable(vm, domid)
         running = self.running[vm]
-        if not self._request_shutdown(domid, "suspend", self.timeouts.suspend_ack):
-            raise ApiError("VM_FAILED_SUSPEND_ACKNOWLEDGMENT", vm)
-        state = self._wait_shutdown(domid, self.timeouts.suspend)
-        if state is None:
-            raise ApiError("VM_SUSPEND_TIMEOUT", vm, str(self.timeouts.suspend))
-        if state.reason != SHUTDOWN_SUSPEND:
-            self._halted(vm)
-            raise ApiError("INTERNAL_ERROR", f"domain {domid} shut down with reason {state.reason}")
-        stop = threading.Event()
-        clearer = threading.Thread(
-            target=self._clear_libxl_request, args=(domid, stop), daemon=True
-        )
-        clearer.start()
-        try:
-            domains.migrate(running.config, domid, self.peers[host])
-        except DomainError as exc:
-            # xl resumes the domain here when the migration fails.
-            raise ApiError("INTERNAL_ERROR", str(exc)) from None
-        finally:
-            stop.set()
-            clearer.join()
+        self._guest_suspends(vm, domid)
+        with self._answering_libxl(domid):
+            try:
+                domains.migrate(running.config, domid, self.peers[host])
+            except DomainError as exc:
+                # xl resumes the domain here when the migration fails.
+                raise ApiError("INTERNAL_ERROR", str(exc)) from None
         self.running.pop(vm, None)
         self.consoles.stopped(domid)
         self._resident(vm, False)
@@ -1126,6 +1112,19 @@ class Emulator:
                 return str(candidate)
         raise ApiError("VM_NO_SUSPEND_SR", vm)
 
+    def _guest_suspends(self, vm: str, domid: int) -> None:
+        """xenopsd's suspend request, then wait for the guest to suspend its domain."""
+        if not self._request_shutdown(domid, "suspend", self.timeouts.suspend_ack):
+            # ocaml/xapi/xapi_xenops.ml ~3571: Failed_to_acknowledge_suspend_request.
+            raise ApiError("VM_FAILED_SUSPEND_ACKNOWLEDGMENT", vm)
+        state = self._wait_shutdown(domid, self.timeouts.suspend)
+        if state is None:
+            raise ApiError("VM_SUSPEND_TIMEOUT", vm, str(self.timeouts.suspend))
+        if state.reason != SHUTDOWN_SUSPEND:
+            # The guest did something else; xenopsd's save would fail the same way.
+            self._halted(vm)
+            raise ApiError("INTERNAL_ERROR", f"domain {domid} shut down with reason {state.reason}")
+
     def _check_suspendable(self, vm: str, domid: int) -> None:
         """ocaml/xapi/xapi_vm_lifecycle.ml ~207-211 + xapi_guest_agent.ml ~264: a guest with
         data/cant_suspend_reason and control/feature-suspend refuses suspend, checkpoint and
@@ -1147,34 +1146,33 @@ class Emulator:
         domid = self._domid(vm)
         self._check_suspendable(vm, domid)
         sr = self._suspend_sr(vm, record)
-        if not self._request_shutdown(domid, "suspend", self.timeouts.suspend_ack):
-            # ocaml/xapi/xapi_xenops.ml ~3571: Failed_to_acknowledge_suspend_request.
-            raise ApiError("VM_FAILED_SUSPEND_ACKNOWLEDGMENT", vm)
-        state = self._wait_shutdown(domid, self.timeouts.suspend)
-        if state is None:
-            raise ApiError("VM_SUSPEND_TIMEOUT", vm, str(self.timeouts.suspend))
-        if state.reason != SHUTDOWN_SUSPEND:
-            # The guest did something else; xenopsd's save would fail the same way.
-            self._halted(vm)
-            raise ApiError("INTERNAL_ERROR", f"domain {domid} shut down with reason {state.reason}")
+        self._guest_suspends(vm, domid)
         directory = f"{SR_DIR}/{self.db.get('SR', sr)['uuid']}"
         os.makedirs(directory, exist_ok=True)
         image = f"{directory}/{record['uuid']}.suspend"
+        with self._answering_libxl(domid):
+            try:
+                domains.save(domid, image)
+            except DomainError as exc:
+                raise ApiError("INTERNAL_ERROR", str(exc)) from None
+        self.running.pop(vm, None)
+        self.consoles.stopped(domid)
+        return image
+
+    @contextlib.contextmanager
+    def _answering_libxl(self, domid: int) -> Iterator[None]:
+        """While xl saves or migrates the suspended domain, clear libxl's own suspend request
+        (libxl takes the cleared key as the acknowledgement)."""
         stop = threading.Event()
         clearer = threading.Thread(
             target=self._clear_libxl_request, args=(domid, stop), daemon=True
         )
         clearer.start()
         try:
-            domains.save(domid, image)
-        except DomainError as exc:
-            raise ApiError("INTERNAL_ERROR", str(exc)) from None
+            yield
         finally:
             stop.set()
             clearer.join()
-        self.running.pop(vm, None)
-        self.consoles.stopped(domid)
-        return image
 
     def _clear_libxl_request(self, domid: int, stop: threading.Event) -> None:
         path = self._shutdown_path(domid)
