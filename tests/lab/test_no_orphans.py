@@ -15,8 +15,15 @@ pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 INNER_TEST = """
+import faulthandler
+import os
+import signal
 import time
 from tests.conftest import lab_host  # the real session fixture under test
+
+# SIGUSR1 writes every thread's stack to this file: where a session that does not end hangs.
+_STACKS = open(os.environ["XTV_INNER_STACKS"], "w")
+faulthandler.register(signal.SIGUSR1, file=_STACKS, all_threads=True)
 
 
 def test_uses_the_lab_then_{how}(lab_host):
@@ -46,6 +53,7 @@ def _start_inner_session(tmp_path: Path, how: str) -> tuple[subprocess.Popen[str
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(str(ROOT / d) for d in ("", "lab", "client"))
     env["XEN_TEST_VM_LAB_PID_FILE"] = str(pid_file)
+    env["XTV_INNER_STACKS"] = str(tmp_path / "stacks.txt")
     env.pop("XEN_TEST_VM_LAB", None)
     inner = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
@@ -71,6 +79,26 @@ def _wait_for_pid(pid_file: Path, inner: subprocess.Popen[str]) -> int:
     raise AssertionError("the inner session never booted its lab")
 
 
+def _output_within(inner: subprocess.Popen[str], seconds: float, tmp_path: Path) -> str:
+    """The inner session's output once it ends; if it has not ended in time, its threads' stacks
+    are taken, it is killed (its QEMU dies with it) and the test fails with both, so a hang
+    shows where it hung."""
+    try:
+        output, _ = inner.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        inner.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        inner.kill()
+        output, _ = inner.communicate()
+        stacks = tmp_path / "stacks.txt"
+        where = stacks.read_text() if stacks.exists() else "(no stacks written)"
+        pytest.fail(
+            f"the inner session did not end within {seconds:g} s:\n{output[-3000:]}\n"
+            f"its threads:\n{where[-6000:]}"
+        )
+    return output
+
+
 def test_failing_test_leaves_no_qemu(tmp_path: Path) -> None:
     inner, pid_file = _start_inner_session(tmp_path, "fails")
     output, _ = inner.communicate(timeout=600)
@@ -85,7 +113,7 @@ def test_interrupted_session_leaves_no_qemu(tmp_path: Path) -> None:
     assert _alive(pid)
     time.sleep(1)  # let the test body start its wait; Ctrl-C during boot is a different case
     inner.send_signal(signal.SIGINT)
-    output, _ = inner.communicate(timeout=120)
+    output = _output_within(inner, 120, tmp_path)
     assert inner.returncode == 2, output  # pytest's exit code for an interrupted session
     assert not _alive(pid)
 
