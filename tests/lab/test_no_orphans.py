@@ -55,14 +55,17 @@ def _start_inner_session(tmp_path: Path, how: str) -> tuple[subprocess.Popen[str
     env["XEN_TEST_VM_LAB_PID_FILE"] = str(pid_file)
     env["XTV_INNER_STACKS"] = str(tmp_path / "stacks.txt")
     env.pop("XEN_TEST_VM_LAB", None)
-    inner = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # A file, not a pipe: a process the session left behind (an ssh master) would hold a pipe
+    # open, and reading it to the end would wait on that process, not on the session.
+    with (tmp_path / "inner.log").open("w") as log:
+        inner = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     return inner, pid_file
 
 
@@ -72,11 +75,14 @@ def _wait_for_pid(pid_file: Path, inner: subprocess.Popen[str]) -> int:
         if pid_file.exists() and pid_file.read_text():
             return int(pid_file.read_text())
         if inner.poll() is not None:
-            raise AssertionError(
-                f"inner session ended early: {inner.stdout.read() if inner.stdout else ''}"
-            )
+            raise AssertionError(f"inner session ended early: {_inner_log(pid_file.parent)}")
         time.sleep(0.2)
     raise AssertionError("the inner session never booted its lab")
+
+
+def _inner_log(tmp_path: Path) -> str:
+    log = tmp_path / "inner.log"
+    return log.read_text() if log.exists() else ""
 
 
 def _output_within(inner: subprocess.Popen[str], seconds: float, tmp_path: Path) -> str:
@@ -84,24 +90,24 @@ def _output_within(inner: subprocess.Popen[str], seconds: float, tmp_path: Path)
     are taken, it is killed (its QEMU dies with it) and the test fails with both, so a hang
     shows where it hung."""
     try:
-        output, _ = inner.communicate(timeout=seconds)
+        inner.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
         inner.send_signal(signal.SIGUSR1)
         time.sleep(1)
         inner.kill()
-        output, _ = inner.communicate()
+        inner.wait()
         stacks = tmp_path / "stacks.txt"
         where = stacks.read_text() if stacks.exists() else "(no stacks written)"
         pytest.fail(
-            f"the inner session did not end within {seconds:g} s:\n{output[-3000:]}\n"
-            f"its threads:\n{where[-6000:]}"
+            f"the inner session did not end within {seconds:g} s:\n{_inner_log(tmp_path)[-3000:]}"
+            f"\nits threads:\n{where[-6000:]}"
         )
-    return output
+    return _inner_log(tmp_path)
 
 
 def test_failing_test_leaves_no_qemu(tmp_path: Path) -> None:
     inner, pid_file = _start_inner_session(tmp_path, "fails")
-    output, _ = inner.communicate(timeout=600)
+    output = _output_within(inner, 600, tmp_path)
     assert inner.returncode == 1, output
     assert "deliberate failure" in output
     assert not _alive(int(pid_file.read_text()))
@@ -122,7 +128,7 @@ def test_killed_runner_leaves_no_qemu(tmp_path: Path) -> None:
     inner, pid_file = _start_inner_session(tmp_path, "waits_to_be_interrupted")
     pid = _wait_for_pid(pid_file, inner)
     inner.kill()  # no teardown runs: QEMU must die with its parent (PR_SET_PDEATHSIG)
-    inner.communicate(timeout=60)
+    inner.wait(timeout=60)
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
