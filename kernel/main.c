@@ -275,7 +275,7 @@ static void balloon_answer(bool asked)
         unsigned long done = balloon_exchange(give, kernel.balloon_high - balloon.out, n);
 
         balloon.out = give ? balloon.out + done : balloon.out - done;
-        if (done < (n < 512 ? n : 512)) {
+        if (done < (n < BALLOON_BATCH ? n : BALLOON_BATCH)) {
             console_printf("balloon: %lu pages refused", n - done);
             break;
         }

@@ -6,10 +6,7 @@
 
 #include <xen/memory.h>
 
-/* One hypercall's worth; the rest of a change waits for the next batch. */
-#define BATCH 512
-
-static xen_pfn_t frames[BATCH];
+static xen_pfn_t frames[BALLOON_BATCH];
 
 unsigned long balloon_exchange(bool give, unsigned long top, unsigned long n)
 {
@@ -17,8 +14,8 @@ unsigned long balloon_exchange(bool give, unsigned long top, unsigned long n)
     unsigned long i;
     long done;
 
-    if (n > BATCH)
-        n = BATCH;
+    if (n > BALLOON_BATCH)
+        n = BALLOON_BATCH;
     for (i = 0; i < n; i++)
         frames[i] = give ? arch->balloon_give(top - 1 - i) : top + i;
     set_xen_guest_handle(r.extent_start, frames);

@@ -8,8 +8,11 @@
 
 #include <stdbool.h>
 
-/* Give back (give) or take again up to n pages next to `top`, the lowest page out (or high).
- * Returns how many pages it did: fewer when Xen refused the rest. */
+/* Pages in one hypercall; a change larger than this takes several. */
+#define BALLOON_BATCH 512
+
+/* Give back (give) or take again up to n pages (at most BALLOON_BATCH) next to `top`, the
+ * lowest page out (or high). Returns how many pages it did: fewer when Xen refused the rest. */
 unsigned long balloon_exchange(bool give, unsigned long top, unsigned long n);
 
 #endif
