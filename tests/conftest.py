@@ -44,19 +44,22 @@ def lab_host() -> Iterator[LabHost]:
         yield host
 
 
+def _booted_pair() -> Iterator[tuple[LabHost, LabHost]]:
+    with running_pair(
+        hypervisor=os.environ.get(HYPERVISOR_ENV, DEFAULT_HYPERVISOR),
+        xenstored=os.environ.get(XENSTORED_ENV, DEFAULT_XENSTORED),
+    ) as hosts:
+        yield hosts
+
+
 @pytest.fixture(scope="module")
 def lab_pair() -> Iterator[tuple[LabHost, LabHost]]:
     """Two lab hosts linked only through QEMU on 127.0.0.1 (xen_test_lab.pair), booted for the
     module that asks and stopped after it (the session's single lab stays idle meanwhile).
     Its tests migrate PV guests, which needs shadow paging: skipped before booting without."""
-    hypervisor = os.environ.get(HYPERVISOR_ENV, DEFAULT_HYPERVISOR)
-    if hypervisor != "shadow":
+    if os.environ.get(HYPERVISOR_ENV, DEFAULT_HYPERVISOR) != "shadow":
         pytest.skip(f"the two-host tests live-migrate PV guests: {HYPERVISOR_ENV}=shadow")
-    with running_pair(
-        hypervisor=hypervisor,
-        xenstored=os.environ.get(XENSTORED_ENV, DEFAULT_XENSTORED),
-    ) as hosts:
-        yield hosts
+    yield from _booted_pair()
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +67,4 @@ def pvh_lab_pair() -> Iterator[tuple[LabHost, LabHost]]:
     """The two-host lab for tests that migrate only PVH guests: those migrate with HAP, so it
     runs on any hypervisor, the default (binary, no shadow paging) included. Booted for the
     module that asks, stopped after it."""
-    with running_pair(
-        hypervisor=os.environ.get(HYPERVISOR_ENV, DEFAULT_HYPERVISOR),
-        xenstored=os.environ.get(XENSTORED_ENV, DEFAULT_XENSTORED),
-    ) as hosts:
-        yield hosts
+    yield from _booted_pair()

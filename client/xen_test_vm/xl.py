@@ -219,12 +219,15 @@ class XlToolstack(Toolstack):
             raise ToolstackError("VM_NOT_RUNNING", f"{vm.name!r} has no domain")
         return str(domid)
 
+    def _list_row(self, *args: str) -> list[str]:
+        """The domain's row of `xl list ARGS`, split. Names may hold spaces and newlines:
+        callers count columns from the right."""
+        return self._xl("list", *args, timeout=60).strip().splitlines()[-1].split()
+
     def domain_state(self, domid: int) -> tuple[str, int | None]:
         """(state letters, shutdown reason code) from `xl list -v`."""
-        out = self._xl("list", "-v", str(domid), timeout=60)
-        # Names may hold spaces and newlines: count columns from the right.
         # ... State Time(s) UUID Reason-Code Security-Label
-        row = out.strip().splitlines()[-1].split()
+        row = self._list_row("-v", str(domid))
         state, reason = row[-5], row[-2]
         return state, int(reason) if reason.isdigit() else None
 
@@ -234,9 +237,9 @@ class XlToolstack(Toolstack):
 
     def memory_kib(self, vm: Vm) -> int:
         """`xl list -l`'s pages are the config; the domain's own count is `xl list`'s Mem
-        column (MiB of its pages, from the right: names may hold spaces)."""
-        out = self._xl("list", self._require_domid(vm), timeout=60)
-        return int(out.strip().splitlines()[-1].split()[-4]) * 1024
+        column (MiB of its pages)."""
+        # ... Mem VCPUs State Time(s)
+        return int(self._list_row(self._require_domid(vm))[-4]) * 1024
 
     def wait_stopped(self, vm: Vm, domid: int, timeout: float) -> Stopped:
         """On @releaseDomain until the preserved domain is shut down or crashed: its reason
